@@ -1,0 +1,578 @@
+//! Settings: what the operator gives ([`Settings`], Probot's environment
+//! variables or flags) and what the bot runs with ([`Config`], validated).
+//!
+//! Validation happens once, before anything listens, and every problem is
+//! one line naming the setting. Secret values are never echoed back.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Bots whose comments may carry checkboxes that are not the author's tasks.
+pub const DEFAULT_IGNORED_BOTS: &str = "linear,linear[bot],coderabbitai[bot]";
+
+/// The raw settings, as Probot's environment variables (a `.env` file in the
+/// working directory included) or command-line flags. Everything is a string
+/// here so that [`Config::from_settings`] can name the bad one clearly.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Settings {
+    /// The GitHub App's numeric id.
+    #[arg(long, env = "APP_ID")]
+    pub app_id: Option<String>,
+    /// The App's private key: PEM (literal `\n` escapes allowed) or base64 of the PEM.
+    #[arg(long, env = "PRIVATE_KEY", hide_env_values = true)]
+    pub private_key: Option<SecretString>,
+    /// Path of a file holding the App's private key in PEM.
+    #[arg(long, env = "PRIVATE_KEY_PATH")]
+    pub private_key_path: Option<PathBuf>,
+    /// The secret GitHub signs webhook deliveries with.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<SecretString>,
+    /// Path of a file holding the webhook secret.
+    #[arg(long, env = "WEBHOOK_SECRET_PATH")]
+    pub webhook_secret_path: Option<PathBuf>,
+    /// The path GitHub posts deliveries to.
+    #[arg(long, env = "WEBHOOK_PATH", default_value = "/")]
+    pub webhook_path: String,
+    /// Address to bind when no listening socket is passed in (all interfaces when unset).
+    #[arg(long, env = "HOST")]
+    pub host: Option<String>,
+    /// Port to bind when no listening socket is passed in.
+    #[arg(long, env = "PORT", default_value = "3000")]
+    pub port: String,
+    /// trace, debug, info, warn, error or fatal.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// GitHub Enterprise host (`host[:port]`); the API is then {protocol}://{host}/api/v3.
+    #[arg(long, env = "GHE_HOST")]
+    pub ghe_host: Option<String>,
+    /// Protocol for GHE_HOST: https or http.
+    #[arg(long, env = "GHE_PROTOCOL", default_value = "https")]
+    pub ghe_protocol: String,
+    /// Check-run writes per second per installation, in this process.
+    #[arg(long, env = "WRITE_RATE", default_value = "1")]
+    pub write_rate: String,
+    /// Comma-separated logins whose comments are ignored.
+    #[arg(long, env = "IGNORED_BOTS", default_value = DEFAULT_IGNORED_BOTS)]
+    pub ignored_bots: String,
+    /// Seconds one GitHub request may take before it is abandoned and retried.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10")]
+    pub request_timeout: String,
+    /// Seconds a stopping worker spends writing queued checks before it exits.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "20")]
+    pub drain_timeout: String,
+    /// This worker's name in logs and status (systemd units set the instance).
+    #[arg(long, env = "WORKER")]
+    pub worker: Option<String>,
+    /// Make no GitHub calls: compute checks from payloads and log them as JSON.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A setting that stops start-up, with the name the operator knows it by.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(name: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            name,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The GitHub App's identity: everything needed to mint tokens.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    pub app_id: u64,
+    /// PEM text of the RSA private key, checked to parse.
+    pub private_key: SecretString,
+}
+
+/// Validated settings the bot runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None` only in dry-run mode, where GitHub is never called.
+    pub app: Option<AppCredentials>,
+    pub webhook_secret: SecretString,
+    pub webhook_path: String,
+    pub host: Option<String>,
+    pub port: u16,
+    pub log_level: tracing::Level,
+    /// Base of the REST API, without a trailing slash.
+    pub github_api_url: String,
+    /// Writes per second per installation.
+    pub write_rate: f64,
+    pub ignored_bots: Vec<String>,
+    pub request_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub worker: String,
+    pub dry_run: bool,
+}
+
+/// Where files handed over by the service manager live (systemd's
+/// `$CREDENTIALS_DIRECTORY`); the caller finds it, the library only reads it.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFiles {
+    pub directory: Option<PathBuf>,
+}
+
+impl CredentialFiles {
+    fn read(&self, id: &str) -> Result<Option<String>, std::io::Error> {
+        let Some(dir) = &self.directory else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(dir.join(id)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Config {
+    /// Validates `settings`. Credentials named `private-key` and
+    /// `webhook-secret` in `credentials` take precedence over the variables.
+    pub fn from_settings(
+        settings: &Settings,
+        credentials: &CredentialFiles,
+    ) -> Result<Config, ConfigError> {
+        let webhook_secret = webhook_secret(settings, credentials)?;
+        let app = if settings.dry_run {
+            None
+        } else {
+            Some(app_credentials(settings, credentials)?)
+        };
+        let port = settings.port.trim().parse::<u16>().map_err(|_| {
+            ConfigError::new("PORT", format!("{:?} is not a port number", settings.port))
+        })?;
+        let write_rate = parse_positive_f64("WRITE_RATE", &settings.write_rate)?;
+        let request_timeout = parse_seconds("REQUEST_TIMEOUT", &settings.request_timeout)?;
+        let drain_timeout = parse_seconds("DRAIN_TIMEOUT", &settings.drain_timeout)?;
+        if !settings.webhook_path.starts_with('/') {
+            return Err(ConfigError::new(
+                "WEBHOOK_PATH",
+                format!("{:?} must start with '/'", settings.webhook_path),
+            ));
+        }
+        Ok(Config {
+            app,
+            webhook_secret,
+            webhook_path: settings.webhook_path.clone(),
+            host: settings.host.clone().filter(|h| !h.trim().is_empty()),
+            port,
+            log_level: parse_log_level(&settings.log_level)?,
+            github_api_url: github_api_url(settings)?,
+            write_rate,
+            ignored_bots: settings
+                .ignored_bots
+                .split(',')
+                .map(str::trim)
+                .filter(|login| !login.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            request_timeout,
+            drain_timeout,
+            worker: settings
+                .worker
+                .clone()
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| std::process::id().to_string()),
+            dry_run: settings.dry_run,
+        })
+    }
+
+    /// The write quota per installation as governor wants it.
+    pub fn write_quota(&self) -> governor::Quota {
+        let period = Duration::from_secs_f64(1.0 / self.write_rate);
+        governor::Quota::with_period(period)
+            .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MAX))
+    }
+}
+
+/// Names of the environment variables that hold secrets, so that the binary
+/// can remove them before anything could hand its environment on.
+pub const SECRET_VARIABLES: [&str; 2] = ["PRIVATE_KEY", "WEBHOOK_SECRET"];
+
+fn webhook_secret(
+    settings: &Settings,
+    credentials: &CredentialFiles,
+) -> Result<SecretString, ConfigError> {
+    let from_credential = credentials.read("webhook-secret").map_err(|e| {
+        ConfigError::new("WEBHOOK_SECRET", format!("credential webhook-secret: {e}"))
+    })?;
+    let secret = match (
+        from_credential,
+        &settings.webhook_secret,
+        &settings.webhook_secret_path,
+    ) {
+        (Some(text), _, _) => text,
+        (None, Some(text), _) => text.expose_secret().to_owned(),
+        (None, None, Some(path)) => read_secret_file("WEBHOOK_SECRET_PATH", path)?,
+        (None, None, None) => {
+            return Err(ConfigError::new(
+                "WEBHOOK_SECRET",
+                "missing: set WEBHOOK_SECRET (or WEBHOOK_SECRET_PATH, or the webhook-secret credential)",
+            ));
+        }
+    };
+    // Files usually end in a newline that is not part of the secret.
+    let secret = secret.trim_end_matches(['\n', '\r']).to_owned();
+    if secret.is_empty() {
+        return Err(ConfigError::new("WEBHOOK_SECRET", "is empty"));
+    }
+    Ok(SecretString::from(secret))
+}
+
+fn app_credentials(
+    settings: &Settings,
+    credentials: &CredentialFiles,
+) -> Result<AppCredentials, ConfigError> {
+    let app_id = match settings.app_id.as_deref().map(str::trim) {
+        None | Some("") => return Err(ConfigError::new("APP_ID", "missing")),
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| {
+                ConfigError::new("APP_ID", format!("{text:?} is not a positive integer"))
+            })?,
+    };
+    let from_credential = credentials
+        .read("private-key")
+        .map_err(|e| ConfigError::new("PRIVATE_KEY", format!("credential private-key: {e}")))?;
+    let (name, raw) = match (
+        from_credential,
+        &settings.private_key,
+        &settings.private_key_path,
+    ) {
+        (Some(text), _, _) => ("PRIVATE_KEY", text),
+        (None, Some(text), _) => ("PRIVATE_KEY", text.expose_secret().to_owned()),
+        (None, None, Some(path)) => (
+            "PRIVATE_KEY_PATH",
+            read_secret_file("PRIVATE_KEY_PATH", path)?,
+        ),
+        (None, None, None) => {
+            return Err(ConfigError::new(
+                "PRIVATE_KEY",
+                "missing: set PRIVATE_KEY or PRIVATE_KEY_PATH (or the private-key credential)",
+            ));
+        }
+    };
+    let pem = decode_private_key(&raw)
+        .ok_or_else(|| ConfigError::new(name, "is neither a PEM private key nor base64 of one"))?;
+    octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+        .map_err(|_| ConfigError::new(name, "is not a valid RSA private key"))?;
+    Ok(AppCredentials {
+        app_id,
+        private_key: SecretString::from(pem),
+    })
+}
+
+/// Accepts the forms Probot accepts: PEM text, PEM with literal `\n`
+/// escapes (as a one-line environment variable holds it), or base64 of PEM.
+pub fn decode_private_key(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if raw.contains("-----BEGIN") {
+        return Some(raw.replace("\\n", "\n"));
+    }
+    let compact: String = raw.split_whitespace().collect();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.contains("-----BEGIN").then_some(text)
+}
+
+fn read_secret_file(name: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(name, format!("cannot read {}: {e}", path.display())))
+}
+
+fn github_api_url(settings: &Settings) -> Result<String, ConfigError> {
+    let protocol = settings.ghe_protocol.trim();
+    if protocol != "https" && protocol != "http" {
+        return Err(ConfigError::new(
+            "GHE_PROTOCOL",
+            format!("{protocol:?} must be https or http"),
+        ));
+    }
+    match settings.ghe_host.as_deref().map(str::trim) {
+        None | Some("") => Ok("https://api.github.com".to_owned()),
+        Some(host) => {
+            let valid = !host.contains(['/', ' ', '?', '#'])
+                && format!("{protocol}://{host}/").parse::<http::Uri>().is_ok();
+            if !valid {
+                return Err(ConfigError::new(
+                    "GHE_HOST",
+                    format!("{host:?} is not a host name (host[:port], no scheme or path)"),
+                ));
+            }
+            Ok(format!("{protocol}://{host}/api/v3"))
+        }
+    }
+}
+
+fn parse_log_level(text: &str) -> Result<tracing::Level, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "trace" => Ok(tracing::Level::TRACE),
+        "debug" => Ok(tracing::Level::DEBUG),
+        "info" => Ok(tracing::Level::INFO),
+        "warn" => Ok(tracing::Level::WARN),
+        // Probot (pino) also knows "fatal"; tracing's most severe level is error.
+        "error" | "fatal" => Ok(tracing::Level::ERROR),
+        other => Err(ConfigError::new(
+            "LOG_LEVEL",
+            format!("{other:?} is not one of trace, debug, info, warn, error, fatal"),
+        )),
+    }
+}
+
+fn parse_positive_f64(name: &'static str, text: &str) -> Result<f64, ConfigError> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| ConfigError::new(name, format!("{text:?} is not a positive number")))
+}
+
+fn parse_seconds(name: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| ConfigError::new(name, format!("{text:?} is not a number of seconds")))
+}
+
+impl Settings {
+    /// Settings for tests and tools: only what has no default is unset.
+    pub fn with_defaults() -> Settings {
+        Settings {
+            webhook_path: "/".into(),
+            port: "3000".into(),
+            log_level: "info".into(),
+            ghe_protocol: "https".into(),
+            write_rate: "1".into(),
+            ignored_bots: DEFAULT_IGNORED_BOTS.into(),
+            request_timeout: "10".into(),
+            drain_timeout: "20".into(),
+            ..Settings::default()
+        }
+    }
+}
+
+/// Exposes the webhook secret's bytes to the one place that needs them.
+pub(crate) fn secret_bytes(secret: &SecretString) -> &[u8] {
+    secret.expose_secret().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = include_str!("../tests/data/test-app-key.pem");
+
+    fn valid() -> Settings {
+        Settings {
+            app_id: Some("42".into()),
+            private_key: Some(KEY.into()),
+            webhook_secret: Some("s3cret".into()),
+            ..Settings::with_defaults()
+        }
+    }
+
+    fn error_of(settings: &Settings) -> ConfigError {
+        Config::from_settings(settings, &CredentialFiles::default()).unwrap_err()
+    }
+
+    #[test]
+    fn valid_settings_resolve_with_probot_defaults() {
+        let config = Config::from_settings(&valid(), &CredentialFiles::default()).unwrap();
+        assert_eq!(config.app.as_ref().unwrap().app_id, 42);
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.webhook_path, "/");
+        assert_eq!(config.github_api_url, "https://api.github.com");
+        assert_eq!(
+            config.ignored_bots,
+            ["linear", "linear[bot]", "coderabbitai[bot]"]
+        );
+        assert_eq!(config.write_rate, 1.0);
+    }
+
+    #[test]
+    fn private_key_is_accepted_escaped_and_base64() {
+        let escaped = KEY.trim().replace('\n', "\\n");
+        assert_eq!(decode_private_key(&escaped).unwrap(), KEY.trim());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(KEY);
+        assert_eq!(decode_private_key(&b64).unwrap(), KEY);
+        for raw in [escaped, b64] {
+            let settings = Settings {
+                private_key: Some(raw.into()),
+                ..valid()
+            };
+            assert!(Config::from_settings(&settings, &CredentialFiles::default()).is_ok());
+        }
+    }
+
+    #[test]
+    fn each_bad_setting_is_named_and_secrets_are_not_echoed() {
+        let cases: Vec<(Settings, &str)> = vec![
+            (
+                Settings {
+                    app_id: None,
+                    ..valid()
+                },
+                "APP_ID",
+            ),
+            (
+                Settings {
+                    app_id: Some("x1".into()),
+                    ..valid()
+                },
+                "APP_ID",
+            ),
+            (
+                Settings {
+                    private_key: None,
+                    ..valid()
+                },
+                "PRIVATE_KEY",
+            ),
+            (
+                Settings {
+                    private_key: Some("not-a-key-hunter2".into()),
+                    ..valid()
+                },
+                "PRIVATE_KEY",
+            ),
+            (
+                Settings {
+                    webhook_secret: None,
+                    ..valid()
+                },
+                "WEBHOOK_SECRET",
+            ),
+            (
+                Settings {
+                    port: "70000".into(),
+                    ..valid()
+                },
+                "PORT",
+            ),
+            (
+                Settings {
+                    write_rate: "0".into(),
+                    ..valid()
+                },
+                "WRITE_RATE",
+            ),
+            (
+                Settings {
+                    log_level: "loud".into(),
+                    ..valid()
+                },
+                "LOG_LEVEL",
+            ),
+            (
+                Settings {
+                    ghe_protocol: "ftp".into(),
+                    ..valid()
+                },
+                "GHE_PROTOCOL",
+            ),
+            (
+                Settings {
+                    ghe_host: Some("http://x/y".into()),
+                    ..valid()
+                },
+                "GHE_HOST",
+            ),
+            (
+                Settings {
+                    webhook_path: "hooks".into(),
+                    ..valid()
+                },
+                "WEBHOOK_PATH",
+            ),
+            (
+                Settings {
+                    drain_timeout: "-1".into(),
+                    ..valid()
+                },
+                "DRAIN_TIMEOUT",
+            ),
+        ];
+        for (settings, name) in cases {
+            let error = error_of(&settings);
+            assert_eq!(error.name, name, "{error}");
+            let line = error.to_string();
+            assert!(
+                line.starts_with(&format!("invalid setting {name}: ")),
+                "{line}"
+            );
+            assert!(
+                !line.contains("hunter2") && !line.contains("s3cret"),
+                "{line}"
+            );
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
+    }
+
+    #[test]
+    fn dry_run_needs_no_app_credentials() {
+        let settings = Settings {
+            app_id: None,
+            private_key: None,
+            dry_run: true,
+            ..valid()
+        };
+        let config = Config::from_settings(&settings, &CredentialFiles::default()).unwrap();
+        assert!(config.app.is_none());
+    }
+
+    #[test]
+    fn enterprise_host_gives_api_v3_base() {
+        let settings = Settings {
+            ghe_host: Some("127.0.0.1:8080".into()),
+            ghe_protocol: "http".into(),
+            ..valid()
+        };
+        let config = Config::from_settings(&settings, &CredentialFiles::default()).unwrap();
+        assert_eq!(config.github_api_url, "http://127.0.0.1:8080/api/v3");
+    }
+
+    #[test]
+    fn credentials_directory_wins_and_trailing_newline_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("tlb-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("webhook-secret"), "from-credential\n").unwrap();
+        std::fs::write(dir.join("private-key"), KEY).unwrap();
+        let settings = Settings {
+            private_key: None,
+            ..valid()
+        };
+        let credentials = CredentialFiles {
+            directory: Some(dir.clone()),
+        };
+        let config = Config::from_settings(&settings, &credentials).unwrap();
+        assert_eq!(config.webhook_secret.expose_secret(), "from-credential");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = Config::from_settings(&valid(), &CredentialFiles::default()).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"));
+        assert!(!debug.contains("BEGIN RSA"));
+    }
+}

@@ -1,0 +1,330 @@
+//! [`Event`]: the closed set of webhook deliveries the bot reacts to, decoded
+//! from GitHub's payloads. Anything else decodes to [`Event::Ignored`].
+
+use serde::Deserialize;
+
+use crate::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
+
+/// What a delivery asks of the bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Something that may change a pull request's tasks happened: its check
+    /// must be recomputed from fresh state.
+    PullRequestChanged {
+        pull: PullRequestRef,
+        /// What the payload itself says, used only in dry-run mode.
+        snapshot: PayloadSnapshot,
+    },
+    /// A merge queue wants checks on a merge commit: the tasks were verified
+    /// before the pull request entered the queue.
+    MergeGroupChecksRequested {
+        installation: InstallationId,
+        repo: RepoName,
+        head_sha: String,
+    },
+    /// Not for this bot; answered 200 and dropped.
+    Ignored { reason: String },
+}
+
+/// The pull request as a payload describes it: enough for dry-run mode to
+/// compute a check without calling GitHub.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PayloadSnapshot {
+    pub head_sha: Option<String>,
+    pub author: String,
+    pub body: Option<String>,
+    /// The comment or review that triggered the delivery: (author, body).
+    pub discussion: Vec<(String, String)>,
+}
+
+/// A payload that cannot be what its event name says.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed {event} payload: {source}")]
+pub struct DecodeError {
+    pub event: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl Event {
+    /// Decodes a delivery of type `event_name` (the `X-GitHub-Event` header).
+    pub fn decode(event_name: &str, payload: &[u8]) -> Result<Event, DecodeError> {
+        let fail = |source| DecodeError {
+            event: event_name.to_owned(),
+            source,
+        };
+        let envelope: Envelope = serde_json::from_slice(payload).map_err(fail)?;
+        let action = envelope.action.as_deref().unwrap_or("");
+        if !is_handled(event_name, action) {
+            return Ok(Event::Ignored {
+                reason: format!("{event_name}.{action} is not handled"),
+            });
+        }
+        let Some(installation) = envelope.installation else {
+            return Ok(Event::Ignored {
+                reason: "no installation in payload".into(),
+            });
+        };
+        let installation = InstallationId(installation.id);
+        match event_name {
+            "merge_group" => {
+                let p: MergeGroupPayload = serde_json::from_slice(payload).map_err(fail)?;
+                Ok(Event::MergeGroupChecksRequested {
+                    installation,
+                    repo: p.repository.name(),
+                    head_sha: p.merge_group.head_sha,
+                })
+            }
+            "issue_comment" => {
+                let p: IssueCommentPayload = serde_json::from_slice(payload).map_err(fail)?;
+                if p.issue.pull_request.is_none() {
+                    return Ok(Event::Ignored {
+                        reason: "comment on an issue, not a pull request".into(),
+                    });
+                }
+                Ok(Event::PullRequestChanged {
+                    pull: PullRequestRef {
+                        installation,
+                        repo: p.repository.name(),
+                        number: PullNumber(p.issue.number),
+                    },
+                    snapshot: PayloadSnapshot {
+                        // issue_comment payloads carry no head sha.
+                        head_sha: None,
+                        author: p.issue.user.login,
+                        body: p.issue.body,
+                        discussion: vec![(
+                            p.comment.user.login,
+                            p.comment.body.unwrap_or_default(),
+                        )],
+                    },
+                })
+            }
+            _ => {
+                let p: PullRequestPayload = serde_json::from_slice(payload).map_err(fail)?;
+                let mut discussion = Vec::new();
+                for item in [p.review, p.comment].into_iter().flatten() {
+                    discussion.push((item.user.login, item.body.unwrap_or_default()));
+                }
+                Ok(Event::PullRequestChanged {
+                    pull: PullRequestRef {
+                        installation,
+                        repo: p.repository.name(),
+                        number: PullNumber(p.pull_request.number),
+                    },
+                    snapshot: PayloadSnapshot {
+                        head_sha: Some(p.pull_request.head.sha),
+                        author: p.pull_request.user.login,
+                        body: p.pull_request.body,
+                        discussion,
+                    },
+                })
+            }
+        }
+    }
+}
+
+/// The events and actions the old app reacted to, plus comment and review
+/// edits and deletions, which change tasks just as much.
+fn is_handled(event: &str, action: &str) -> bool {
+    match event {
+        "pull_request" => matches!(action, "opened" | "edited" | "synchronize" | "reopened"),
+        "issue_comment" => matches!(action, "created" | "edited" | "deleted"),
+        "pull_request_review" => matches!(action, "submitted" | "edited" | "dismissed"),
+        "pull_request_review_comment" => matches!(action, "created" | "edited" | "deleted"),
+        "merge_group" => action == "checks_requested",
+        _ => false,
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    action: Option<String>,
+    installation: Option<Installation>,
+}
+
+#[derive(Deserialize)]
+struct Installation {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: String,
+}
+
+impl Repository {
+    fn name(&self) -> RepoName {
+        RepoName(self.full_name.clone())
+    }
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Authored {
+    user: User,
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PullRequestPayload {
+    repository: Repository,
+    pull_request: PullRequest,
+    review: Option<Authored>,
+    comment: Option<Authored>,
+}
+
+#[derive(Deserialize)]
+struct PullRequest {
+    number: u64,
+    body: Option<String>,
+    user: User,
+    head: Head,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct IssueCommentPayload {
+    repository: Repository,
+    issue: Issue,
+    comment: Authored,
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    number: u64,
+    body: Option<String>,
+    user: User,
+    /// Present only when the issue is a pull request.
+    pull_request: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct MergeGroupPayload {
+    repository: Repository,
+    merge_group: MergeGroup,
+}
+
+#[derive(Deserialize)]
+struct MergeGroup {
+    head_sha: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pull_request_payload(action: &str) -> serde_json::Value {
+        json!({
+            "action": action,
+            "number": 7,
+            "pull_request": {"number": 7, "body": "- [ ] a", "user": {"login": "alice"},
+                             "head": {"sha": "abc123", "ref": "topic"}},
+            "repository": {"full_name": "octo/repo", "name": "repo", "owner": {"login": "octo"}},
+            "installation": {"id": 9}
+        })
+    }
+
+    fn decode(event: &str, payload: &serde_json::Value) -> Event {
+        Event::decode(event, payload.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn pull_request_actions_that_change_tasks_recompute() {
+        for action in ["opened", "edited", "synchronize", "reopened"] {
+            let event = decode("pull_request", &pull_request_payload(action));
+            let Event::PullRequestChanged { pull, snapshot } = event else {
+                panic!("{action}: {event:?}");
+            };
+            assert_eq!(pull.installation, InstallationId(9));
+            assert_eq!(pull.repo.0, "octo/repo");
+            assert_eq!(pull.number, PullNumber(7));
+            assert_eq!(snapshot.head_sha.as_deref(), Some("abc123"));
+            assert_eq!(snapshot.body.as_deref(), Some("- [ ] a"));
+        }
+        for action in ["closed", "labeled", "assigned"] {
+            assert!(matches!(
+                decode("pull_request", &pull_request_payload(action)),
+                Event::Ignored { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn issue_comment_counts_only_on_pull_requests() {
+        let mut payload = json!({
+            "action": "created",
+            "issue": {"number": 3, "body": "b", "user": {"login": "alice"}, "pull_request": {"url": "u"}},
+            "comment": {"body": "- [x] done", "user": {"login": "bob"}},
+            "repository": {"full_name": "octo/repo"},
+            "installation": {"id": 1}
+        });
+        let Event::PullRequestChanged { snapshot, .. } = decode("issue_comment", &payload) else {
+            panic!()
+        };
+        assert_eq!(
+            snapshot.discussion,
+            [("bob".to_owned(), "- [x] done".to_owned())]
+        );
+        payload["issue"]
+            .as_object_mut()
+            .unwrap()
+            .remove("pull_request");
+        assert!(matches!(
+            decode("issue_comment", &payload),
+            Event::Ignored { .. }
+        ));
+    }
+
+    #[test]
+    fn merge_group_checks_requested_carries_the_merge_sha() {
+        let payload = json!({
+            "action": "checks_requested",
+            "merge_group": {"head_sha": "feed", "head_ref": "refs/heads/gh-readonly-queue/main/pr-1"},
+            "repository": {"full_name": "octo/repo"},
+            "installation": {"id": 5}
+        });
+        assert_eq!(
+            decode("merge_group", &payload),
+            Event::MergeGroupChecksRequested {
+                installation: InstallationId(5),
+                repo: RepoName("octo/repo".into()),
+                head_sha: "feed".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_events_and_missing_installation_are_ignored() {
+        assert!(matches!(
+            decode("push", &json!({"ref": "x"})),
+            Event::Ignored { .. }
+        ));
+        let mut payload = pull_request_payload("opened");
+        payload.as_object_mut().unwrap().remove("installation");
+        assert!(matches!(
+            decode("pull_request", &payload),
+            Event::Ignored { .. }
+        ));
+    }
+
+    #[test]
+    fn a_handled_event_with_a_broken_shape_is_an_error() {
+        let payload = json!({"action": "opened", "installation": {"id": 1}, "pull_request": 5});
+        let error = Event::decode("pull_request", payload.to_string().as_bytes()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("malformed pull_request payload")
+        );
+    }
+}

@@ -1,0 +1,717 @@
+//! The only way out to GitHub.
+//!
+//! [`GitHub`] authenticates as the App (octocrab mints the JWT and caches one
+//! installation token per installation, refreshing it before expiry and once
+//! more on a 401) and hands out [`InstallationClient`]s that expose just the
+//! bot's operations. Every request has an explicit timeout; 5xx answers,
+//! connection errors and timeouts are retried with bounded exponential
+//! backoff; rate-limit answers are returned as [`GitHubError::RateLimited`]
+//! so that the caller pauses the whole installation, not one request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes_body::collect;
+use http::{HeaderMap, Method, StatusCode};
+use octocrab::Octocrab;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::check::{CheckRunRequest, ExistingCheckRun};
+use crate::config::AppCredentials;
+
+/// A GitHub App installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstallationId(pub u64);
+
+/// A repository's `owner/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoName(pub String);
+
+/// A pull request's number within its repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PullNumber(pub u64);
+
+/// One pull request, as seen through one installation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PullRequestRef {
+    pub installation: InstallationId,
+    pub repo: RepoName,
+    pub number: PullNumber,
+}
+
+impl fmt::Display for InstallationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for PullRequestRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.repo, self.number.0)
+    }
+}
+
+/// Why a GitHub call failed, for the causes callers branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    /// GitHub asked us to slow down (403/429 with `retry-after`, or the
+    /// primary limit exhausted). Nothing should be sent for this
+    /// installation before `retry_after` has passed.
+    #[error(
+        "rate limited by GitHub for {retry_after:?} (status {status}, request id {request_id})"
+    )]
+    RateLimited {
+        retry_after: Duration,
+        status: u16,
+        request_id: String,
+    },
+    /// A final answer GitHub gave, after any retries.
+    #[error("GitHub answered {status} to {method} {path}: {message} (request id {request_id})")]
+    Status {
+        method: Method,
+        path: String,
+        status: u16,
+        message: String,
+        request_id: String,
+    },
+    /// No answer in time, or no connection, after every retry.
+    #[error("{method} {path} failed after {attempts} attempts: {cause}")]
+    Unreachable {
+        method: Method,
+        path: String,
+        attempts: u32,
+        cause: String,
+    },
+    /// A 2xx answer whose body is not what GitHub documents.
+    #[error("unexpected answer to {path}: {cause} (request id {request_id})")]
+    Decode {
+        path: String,
+        cause: String,
+        request_id: String,
+    },
+}
+
+impl GitHubError {
+    /// GitHub's `X-GitHub-Request-Id`, when GitHub answered.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            GitHubError::RateLimited { request_id, .. }
+            | GitHubError::Status { request_id, .. }
+            | GitHubError::Decode { request_id, .. } => Some(request_id),
+            GitHubError::Unreachable { .. } => None,
+        }
+    }
+
+    /// Whether a later try could succeed: a 404 or 422 will not get better.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GitHubError::RateLimited { .. } | GitHubError::Unreachable { .. } => true,
+            GitHubError::Status { status, .. } => *status >= 500 || *status == 401,
+            GitHubError::Decode { .. } => false,
+        }
+    }
+}
+
+/// How hard to try before giving up on one request.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Whole-request timeout, connection included.
+    pub timeout: Duration,
+    /// Attempts in all, the first one included.
+    pub attempts: u32,
+    /// First backoff; doubled on every retry.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    pub fn new(timeout: Duration) -> RetryPolicy {
+        RetryPolicy {
+            timeout,
+            attempts: 4,
+            first_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+
+    fn backoff(&self, retry: u32) -> Duration {
+        let exponential = self.first_backoff.saturating_mul(1 << retry.min(16));
+        // Up to 25% jitter so that workers retrying together spread out.
+        let jitter = exponential.mul_f64(0.25 * random_fraction());
+        (exponential + jitter).min(self.max_backoff)
+    }
+}
+
+fn random_fraction() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// The App's connection to GitHub.
+#[derive(Clone)]
+pub struct GitHub {
+    app: Octocrab,
+    app_id: u64,
+    policy: RetryPolicy,
+    /// One octocrab per installation, each caching that installation's
+    /// token. A std Mutex: held only to look up or insert, never across I/O.
+    installations: Arc<Mutex<HashMap<InstallationId, Octocrab>>>,
+}
+
+impl fmt::Debug for GitHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitHub")
+            .field("app_id", &self.app_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitHub {
+    /// A client for the REST API at `api_url` (`https://api.github.com`, or
+    /// `{protocol}://{host}/api/v3` for GitHub Enterprise and the fake).
+    pub fn new(
+        api_url: &str,
+        credentials: &AppCredentials,
+        policy: RetryPolicy,
+    ) -> crate::Result<GitHub> {
+        use anyhow::Context as _;
+        let key = octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(
+            credentials.private_key.expose_secret().as_bytes(),
+        )
+        .map_err(|_| anyhow::anyhow!("the App's private key is not a valid RSA key"))?;
+        let app = Octocrab::builder()
+            .base_uri(api_url)
+            .with_context(|| format!("GitHub API URL {api_url:?}"))?
+            .app(octocrab::models::AppId(credentials.app_id), key)
+            .set_connect_timeout(Some(policy.timeout.min(Duration::from_secs(5))))
+            .set_read_timeout(Some(policy.timeout))
+            .set_write_timeout(Some(policy.timeout))
+            .add_header(
+                http::header::USER_AGENT,
+                format!("task-list-bot/{}", env!("CARGO_PKG_VERSION")),
+            )
+            .build()
+            .context("building the GitHub client")?;
+        Ok(GitHub {
+            app,
+            app_id: credentials.app_id,
+            policy,
+            installations: Arc::default(),
+        })
+    }
+
+    pub fn app_id(&self) -> u64 {
+        self.app_id
+    }
+
+    /// The client for one installation; its token is minted on first use.
+    pub fn installation(&self, id: InstallationId) -> crate::Result<InstallationClient> {
+        let mut installations = self
+            .installations
+            .lock()
+            .expect("installations lock poisoned");
+        let crab = match installations.get(&id) {
+            Some(crab) => crab.clone(),
+            None => {
+                let crab = self
+                    .app
+                    .installation(octocrab::models::InstallationId(id.0))
+                    .map_err(|e| anyhow::anyhow!("installation {id} client: {e}"))?;
+                installations.insert(id, crab.clone());
+                crab
+            }
+        };
+        Ok(InstallationClient {
+            http: Requester {
+                crab,
+                policy: self.policy.clone(),
+            },
+            installation: id,
+        })
+    }
+
+    /// A requester authenticated as the App itself (JWT), for the
+    /// `/app/...` endpoints.
+    pub fn as_app(&self) -> Requester {
+        Requester {
+            crab: self.app.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// An answer from GitHub, headers and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn request_id(&self) -> String {
+        header_str(&self.headers, "x-github-request-id")
+            .unwrap_or("-")
+            .to_owned()
+    }
+
+    fn json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitHubError> {
+        serde_json::from_slice(&self.body).map_err(|e| GitHubError::Decode {
+            path: path.to_owned(),
+            cause: e.to_string(),
+            request_id: self.request_id(),
+        })
+    }
+
+    /// The `rel="next"` target of the `Link` header, as a path and query.
+    pub fn next_page(&self) -> Option<String> {
+        let link = header_str(&self.headers, "link")?;
+        next_link(link)
+    }
+}
+
+/// Finds `rel="next"` in a Link header and keeps only its path and query:
+/// requests must stay relative so that octocrab adds the credentials.
+pub fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
+        if !is_next {
+            return None;
+        }
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let uri: http::Uri = target.parse().ok()?;
+        uri.path_and_query().map(|pq| pq.as_str().to_owned())
+    })
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Sends requests with the timeout, retry and rate-limit rules above.
+#[derive(Clone)]
+pub struct Requester {
+    crab: Octocrab,
+    policy: RetryPolicy,
+}
+
+impl Requester {
+    /// Sends one request; retries what may succeed later; returns the 2xx
+    /// answer or the reason there is none.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, GitHubError> {
+        let mut retry = 0;
+        loop {
+            let outcome =
+                tokio::time::timeout(self.policy.timeout, self.attempt(&method, path, body)).await;
+            let failure = match outcome {
+                Ok(Ok(answer)) if answer.status.is_success() => return Ok(answer),
+                Ok(Ok(answer)) => {
+                    if let Some(retry_after) = rate_limit_pause(&answer, SystemTime::now()) {
+                        return Err(GitHubError::RateLimited {
+                            retry_after,
+                            status: answer.status.as_u16(),
+                            request_id: answer.request_id(),
+                        });
+                    }
+                    let error = status_error(&method, path, &answer);
+                    if !answer.status.is_server_error() {
+                        return Err(error);
+                    }
+                    error
+                }
+                Ok(Err(cause)) => GitHubError::Unreachable {
+                    method: method.clone(),
+                    path: path.to_owned(),
+                    attempts: retry + 1,
+                    cause,
+                },
+                Err(_elapsed) => GitHubError::Unreachable {
+                    method: method.clone(),
+                    path: path.to_owned(),
+                    attempts: retry + 1,
+                    cause: format!("no answer within {:?}", self.policy.timeout),
+                },
+            };
+            retry += 1;
+            if retry >= self.policy.attempts {
+                return Err(failure);
+            }
+            let pause = self.policy.backoff(retry - 1);
+            tracing::debug!(%method, path, %failure, ?pause, "retrying GitHub request");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, String> {
+        let response = match *method {
+            Method::GET => self.crab._get(path).await,
+            Method::POST => self.crab._post(path, body).await,
+            Method::PATCH => self.crab._patch(path, body).await,
+            _ => return Err(format!("method {method} is not used by the bot")),
+        }
+        .map_err(describe_octocrab_error)?;
+        let (parts, body) = response.into_parts();
+        let body = collect(body)
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// GETs every page of a list endpoint, following `Link: rel="next"`.
+    pub async fn get_all_pages<T: DeserializeOwned>(
+        &self,
+        first: &str,
+    ) -> Result<Vec<T>, GitHubError> {
+        /// A guard against a server that links pages in a circle.
+        const MAX_PAGES: usize = 500;
+        let mut items = Vec::new();
+        let mut next = Some(first.to_owned());
+        let mut pages = 0;
+        while let Some(path) = next {
+            let answer = self.send(Method::GET, &path, None).await?;
+            let page: Vec<T> = answer.json(&path)?;
+            items.extend(page);
+            next = answer.next_page();
+            pages += 1;
+            if pages >= MAX_PAGES && next.is_some() {
+                tracing::warn!(path = first, pages, "stopped following pagination");
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitHubError> {
+        self.send(Method::GET, path, None).await?.json(path)
+    }
+}
+
+/// octocrab's errors print their whole chain; keep the first line, which
+/// names the cause without any request data.
+fn describe_octocrab_error(error: octocrab::Error) -> String {
+    let text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    let mut detail = String::new();
+    while let Some(cause) = source {
+        detail = cause.to_string();
+        source = cause.source();
+    }
+    if detail.is_empty() {
+        text
+    } else {
+        format!("{text}: {detail}")
+    }
+}
+
+fn status_error(method: &Method, path: &str, answer: &Answer) -> GitHubError {
+    #[derive(Deserialize)]
+    struct Message {
+        message: String,
+    }
+    let message = serde_json::from_slice::<Message>(&answer.body)
+        .map(|m| m.message)
+        .unwrap_or_else(|_| {
+            String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(200)
+                .collect()
+        });
+    GitHubError::Status {
+        method: method.clone(),
+        path: path.to_owned(),
+        status: answer.status.as_u16(),
+        message,
+        request_id: answer.request_id(),
+    }
+}
+
+/// How long GitHub asked us to pause, if this answer is a rate-limit answer:
+/// 403 or 429 with `retry-after` (seconds), or `x-ratelimit-remaining: 0`
+/// with `x-ratelimit-reset` (epoch seconds).
+pub fn rate_limit_pause(answer: &Answer, now: SystemTime) -> Option<Duration> {
+    if !matches!(answer.status.as_u16(), 403 | 429) {
+        return None;
+    }
+    if let Some(secs) =
+        header_str(&answer.headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(Duration::from_secs(secs));
+    }
+    if header_str(&answer.headers, "x-ratelimit-remaining") == Some("0") {
+        let reset = header_str(&answer.headers, "x-ratelimit-reset")?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+        return Some(Duration::from_secs(reset.saturating_sub(now).max(1)));
+    }
+    if answer.status == StatusCode::TOO_MANY_REQUESTS {
+        // GitHub's advice without headers: wait at least a minute.
+        return Some(Duration::from_secs(60));
+    }
+    None
+}
+
+/// A pull request as the bot needs it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequest {
+    pub number: u64,
+    pub state: String,
+    #[serde(default)]
+    pub merged: bool,
+    pub body: Option<String>,
+    pub user: User,
+    pub head: Head,
+}
+
+impl PullRequest {
+    pub fn is_open(&self) -> bool {
+        self.state == "open" && !self.merged
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub login: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Head {
+    pub sha: String,
+}
+
+/// An issue comment, review or review comment: who wrote what.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Authored {
+    /// Deleted accounts ("ghost") come back as `null`.
+    pub user: Option<User>,
+    pub body: Option<String>,
+}
+
+impl Authored {
+    pub fn login(&self) -> &str {
+        self.user.as_ref().map_or("", |u| u.login.as_str())
+    }
+}
+
+/// Everything a pull request's check is computed from.
+#[derive(Debug, Clone)]
+pub struct PullRequestState {
+    pub pull: PullRequest,
+    pub issue_comments: Vec<Authored>,
+    pub reviews: Vec<Authored>,
+    pub review_comments: Vec<Authored>,
+}
+
+/// A created check run: its id and GitHub's request id, for the logs.
+#[derive(Debug, Clone)]
+pub struct CreatedCheckRun {
+    pub id: u64,
+    pub request_id: String,
+}
+
+/// The bot's operations on behalf of one installation.
+#[derive(Clone)]
+pub struct InstallationClient {
+    http: Requester,
+    installation: InstallationId,
+}
+
+impl InstallationClient {
+    pub fn installation(&self) -> InstallationId {
+        self.installation
+    }
+
+    /// Reads the pull request and all of its discussion, every page.
+    pub async fn pull_request_state(
+        &self,
+        repo: &RepoName,
+        number: PullNumber,
+    ) -> Result<PullRequestState, GitHubError> {
+        let base = format!("/repos/{}/", repo.0);
+        let n = number.0;
+        let pull_path = format!("{base}pulls/{n}");
+        let comments_path = format!("{base}issues/{n}/comments?per_page=100");
+        let reviews_path = format!("{base}pulls/{n}/reviews?per_page=100");
+        let review_comments_path = format!("{base}pulls/{n}/comments?per_page=100");
+        let (pull, issue_comments, reviews, review_comments) = tokio::try_join!(
+            self.http.get_json::<PullRequest>(&pull_path),
+            self.http.get_all_pages(&comments_path),
+            self.http.get_all_pages(&reviews_path),
+            self.http.get_all_pages(&review_comments_path),
+        )?;
+        Ok(PullRequestState {
+            pull,
+            issue_comments,
+            reviews,
+            review_comments,
+        })
+    }
+
+    /// Just the pull request, for deciding whether it still needs a check.
+    pub async fn pull_request(
+        &self,
+        repo: &RepoName,
+        number: PullNumber,
+    ) -> Result<PullRequest, GitHubError> {
+        self.http
+            .get_json(&format!("/repos/{}/pulls/{}", repo.0, number.0))
+            .await
+    }
+
+    /// The newest check run called `name` that this App made on `head_sha`.
+    pub async fn latest_check_run(
+        &self,
+        repo: &RepoName,
+        head_sha: &str,
+        name: &str,
+        app_id: u64,
+    ) -> Result<Option<ExistingCheckRun>, GitHubError> {
+        #[derive(Deserialize)]
+        struct List {
+            check_runs: Vec<ExistingCheckRun>,
+        }
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("check_name", name)
+            .append_pair("filter", "latest")
+            .append_pair("app_id", &app_id.to_string())
+            .append_pair("per_page", "1")
+            .finish();
+        let path = format!("/repos/{}/commits/{}/check-runs?{query}", repo.0, head_sha);
+        let list: List = self.http.get_json(&path).await?;
+        Ok(list.check_runs.into_iter().next())
+    }
+
+    /// Creates a check run. The caller has taken a write slot.
+    pub async fn create_check_run(
+        &self,
+        repo: &RepoName,
+        request: &CheckRunRequest,
+    ) -> Result<CreatedCheckRun, GitHubError> {
+        #[derive(Deserialize)]
+        struct Created {
+            id: u64,
+        }
+        let path = format!("/repos/{}/check-runs", repo.0);
+        let body = serde_json::to_value(request).expect("a check run request always serialises");
+        let answer = self.http.send(Method::POST, &path, Some(&body)).await?;
+        let created: Created = answer.json(&path)?;
+        Ok(CreatedCheckRun {
+            id: created.id,
+            request_id: answer.request_id(),
+        })
+    }
+}
+
+/// Collecting a hyper body without naming hyper in our signatures.
+mod bytes_body {
+    use http_body_util::BodyExt as _;
+
+    pub async fn collect<B>(body: B) -> Result<Vec<u8>, B::Error>
+    where
+        B: http_body::Body,
+    {
+        Ok(body.collect().await?.to_bytes().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> Answer {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: map,
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn next_link_keeps_path_and_query_of_rel_next() {
+        let link = r#"<https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=3>; rel="last""#;
+        assert_eq!(
+            next_link(link).as_deref(),
+            Some("/repositories/1/issues/2/comments?per_page=100&page=2")
+        );
+        let last_page =
+            r#"<http://h/api/v3/x?page=1>; rel="first", <http://h/api/v3/x?page=2>; rel="prev""#;
+        assert_eq!(next_link(last_page), None);
+    }
+
+    #[test]
+    fn rate_limit_answers_become_pauses() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let secondary = answer(403, &[("retry-after", "30")]);
+        assert_eq!(
+            rate_limit_pause(&secondary, now),
+            Some(Duration::from_secs(30))
+        );
+        let primary = answer(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "1090"),
+            ],
+        );
+        assert_eq!(
+            rate_limit_pause(&primary, now),
+            Some(Duration::from_secs(90))
+        );
+        let too_many = answer(429, &[]);
+        assert_eq!(
+            rate_limit_pause(&too_many, now),
+            Some(Duration::from_secs(60))
+        );
+        let forbidden = answer(403, &[("x-ratelimit-remaining", "4000")]);
+        assert_eq!(rate_limit_pause(&forbidden, now), None);
+        let server_error = answer(503, &[("retry-after", "5")]);
+        assert_eq!(rate_limit_pause(&server_error, now), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        let policy = RetryPolicy::new(Duration::from_secs(10));
+        let first = policy.backoff(0);
+        assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(313));
+        assert!(policy.backoff(2) >= Duration::from_secs(1));
+        assert_eq!(policy.backoff(30), policy.max_backoff);
+    }
+}

@@ -1,0 +1,42 @@
+//! task-list-bot keeps a `task-list-completed` check run on every pull request
+//! of the repositories where its GitHub App is installed.
+//!
+//! GitHub calls the bot by webhook; the bot answers at once, remembers which
+//! pull requests need a fresh check, and a worker loop spends each
+//! installation's write slots on them: it reads the pull request's current
+//! state, counts its task-list items and creates a check run when the result
+//! differs from the last one.
+//!
+//! The main components:
+//!
+//! * [`config`]: the validated settings ([`Config`]), from plain values.
+//! * [`webhook`]: the axum handler that verifies and decodes deliveries.
+//! * [`event`]: [`Event`], the closed set of things the bot reacts to.
+//! * [`tasklist`]: markdown task-list parsing and the check's text; pure.
+//! * [`check`]: from a pull request's state to the check run to create; pure.
+//! * [`github`]: the only way out to GitHub: authentication, timeouts,
+//!   retries, rate-limit answers, pagination.
+//! * [`pending`]: the set of pull requests waiting for a check.
+//! * [`worker`]: the loop that spends per-installation write slots.
+//! * [`server`]: [`server::run`] ties them together until shutdown.
+//!
+//! The library never reads systemd's variables: the binary hands it a
+//! listener, the settings and a shutdown signal.
+
+pub mod check;
+pub mod config;
+pub mod event;
+pub mod github;
+pub mod pending;
+pub mod server;
+pub mod tasklist;
+pub mod webhook;
+pub mod worker;
+
+pub use config::Config;
+pub use event::Event;
+
+/// Errors that end a command; carries its context in the message chain.
+pub type Error = anyhow::Error;
+/// Result for operations whose errors only get reported, not branched on.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,261 @@
+//! The `task-list-bot` command: parses arguments, sets up logging, takes the
+//! listener and hands everything to the library.
+
+mod systemd;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use task_list_bot::config::{Config, CredentialFiles, SECRET_VARIABLES, Settings};
+use task_list_bot::server::{self, Bot};
+use task_list_bot::tasklist::TaskList;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// The name systemd calls the generator by (a link to this binary).
+const GENERATOR_NAME: &str = "task-list-bot-generator";
+
+/// Runtime threads per worker process: the fleet, not the process, is what
+/// scales, and these machines are small.
+const RUNTIME_THREADS: usize = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "task-list-bot",
+    version,
+    about = "Keeps a task-list-completed check on every pull request"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve GitHub webhooks (settings from the environment, a .env file or flags).
+    Serve(Box<Settings>),
+    /// Print the tasks, counts and check text a markdown document produces.
+    Tasks {
+        /// Markdown file to read; standard input when absent or "-".
+        file: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run as a systemd generator: write bot.target's wants for WEB_CONCURRENCY workers.
+    Generator {
+        normal_dir: PathBuf,
+        early_dir: Option<PathBuf>,
+        late_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    if invoked_as_generator() {
+        let normal_dir = std::env::args_os().nth(1).map(PathBuf::from);
+        return generate(normal_dir.as_deref());
+    }
+    // A .env in the working directory fills in what the environment lacks,
+    // as Probot does.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(settings) => serve(*settings),
+        Command::Tasks { file, json } => tasks(file.as_deref(), json),
+        Command::Generator { normal_dir, .. } => generate(Some(&normal_dir)),
+    }
+}
+
+fn invoked_as_generator() -> bool {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|path| path.file_name().map(|name| name == GENERATOR_NAME))
+        .unwrap_or(false)
+}
+
+fn generate(normal_dir: Option<&Path>) -> ExitCode {
+    let Some(normal_dir) = normal_dir else {
+        eprintln!("{GENERATOR_NAME}: expected NORMAL_DIR [EARLY_DIR LATE_DIR]");
+        return ExitCode::from(2);
+    };
+    let config = std::env::var_os("TASK_LIST_BOT_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(systemd::generator::CONFIG_PATH));
+    match systemd::generator::run(normal_dir, &config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{GENERATOR_NAME}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    let credentials = CredentialFiles {
+        directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+    };
+    let config = match Config::from_settings(&settings, &credentials) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("task-list-bot: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    drop(settings);
+    for name in SECRET_VARIABLES {
+        // SAFETY: no other thread exists yet; the runtime starts below.
+        unsafe { std::env::remove_var(name) };
+    }
+    let (listener, from_systemd) = match systemd::take_listener(config.host.as_deref(), config.port)
+    {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("task-list-bot: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_THREADS)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, listener, from_systemd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "stopped on error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(
+    config: Config,
+    listener: std::net::TcpListener,
+    from_systemd: bool,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let address = listener.local_addr()?;
+    let dry_run = config.dry_run;
+    let worker = config.worker.clone();
+    let bot = Bot::new(config)?;
+    systemd::spawn_watchdog();
+    systemd::spawn_status(bot.stats(), bot.pending());
+    systemd::spawn_test_fault(RUNTIME_THREADS);
+    tracing::info!(
+        %address,
+        from_systemd,
+        dry_run,
+        worker,
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    systemd::notify_ready(&format!("listening on {address}"));
+    server::run(listener, bot, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT, after telling systemd we are stopping.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    systemd::notify_stopping();
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "warn,task_list_bot={}",
+        config.log_level.as_str().to_ascii_lowercase()
+    ));
+    let registry = tracing_subscriber::registry().with(filter);
+    if systemd::stderr_is_journal() {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("task-list-bot".into())
+                    .with_custom_fields([("WORKER", config.worker.as_str())]);
+                registry.with(layer).init();
+                return;
+            }
+            Err(error) => {
+                eprintln!("task-list-bot: journald unavailable, logging to stderr: {error}")
+            }
+        }
+    }
+    registry
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .init();
+}
+
+fn tasks(file: Option<&Path>, json: bool) -> ExitCode {
+    let markdown = match read_input(file) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("task-list-bot tasks: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let tasks = TaskList::parse(&markdown);
+    if json {
+        let report = serde_json::to_string_pretty(&tasks.report()).expect("reports serialise");
+        println!("{report}");
+        return ExitCode::SUCCESS;
+    }
+    let counts = tasks.counts();
+    let output = tasks.render();
+    println!("Title:    {}", output.title);
+    println!("Summary:  {}", output.summary);
+    println!(
+        "Required: {} ({} remaining); optional: {} ({} remaining)",
+        counts.total, counts.remaining, counts.optional_total, counts.optional_remaining
+    );
+    println!(
+        "Check:    {}",
+        if tasks.is_complete() {
+            "completed / success"
+        } else {
+            "in_progress"
+        }
+    );
+    if !output.text.is_empty() {
+        println!("{}", output.text.trim_end());
+    }
+    ExitCode::SUCCESS
+}
+
+fn read_input(file: Option<&Path>) -> Result<String, String> {
+    match file {
+        Some(path) if path != Path::new("-") => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        _ => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            Ok(text)
+        }
+    }
+}

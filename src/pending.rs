@@ -1,0 +1,357 @@
+//! The set of work waiting for a write slot: pull requests that need a fresh
+//! check, and merge-queue commits that need their success.
+//!
+//! It is a set, not a queue of payloads: ten deliveries for one pull request
+//! while it waits make one entry, and the check is computed from GitHub's
+//! state when its turn comes. [`PendingSet`] is the whole interface (add,
+//! claim, done, retry later), so that the store behind it can change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::github::{InstallationId, PullRequestRef, RepoName};
+
+/// One unit of work for one installation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkItem {
+    /// Recompute this pull request's check from fresh state.
+    PullRequest(PullRequestRef),
+    /// Mark this merge-queue commit's check a success.
+    MergeGroup {
+        installation: InstallationId,
+        repo: RepoName,
+        head_sha: String,
+    },
+}
+
+impl WorkItem {
+    pub fn installation(&self) -> InstallationId {
+        match self {
+            WorkItem::PullRequest(pull) => pull.installation,
+            WorkItem::MergeGroup { installation, .. } => *installation,
+        }
+    }
+
+    pub fn repo(&self) -> &RepoName {
+        match self {
+            WorkItem::PullRequest(pull) => &pull.repo,
+            WorkItem::MergeGroup { repo, .. } => repo,
+        }
+    }
+}
+
+/// A claimed item: the claimer computes and writes, then reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub item: WorkItem,
+    /// The most recent delivery that asked for this work, for the logs.
+    pub delivery_id: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// Whether `add` made a new entry or joined an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    New,
+    Coalesced,
+}
+
+/// The store could not record or update work.
+#[derive(Debug, thiserror::Error)]
+#[error("pending set: {0}")]
+pub struct PendingError(pub String);
+
+/// The pending work of one process (and, behind a durable store, of every
+/// worker of a host).
+pub trait PendingSet: Send + Sync + 'static {
+    /// Records that `item` needs doing. An item already waiting is not added
+    /// twice; one being worked on is marked to be done again afterwards,
+    /// since the claimer may have read the state before this change.
+    fn add(&self, item: WorkItem, delivery_id: &str) -> Result<Added, PendingError>;
+
+    /// Takes the oldest ready item of `installation`, if any.
+    fn claim(
+        &self,
+        installation: InstallationId,
+        now: SystemTime,
+    ) -> Result<Option<Claim>, PendingError>;
+
+    /// The claim is finished: removes the entry, unless it was added again
+    /// while claimed, in which case it waits for another turn.
+    fn done(&self, claim: &Claim) -> Result<(), PendingError>;
+
+    /// The claim failed: it becomes ready again at `not_before`, with one
+    /// more failed attempt counted.
+    fn retry_later(&self, claim: &Claim, not_before: SystemTime) -> Result<(), PendingError>;
+
+    /// Installations that have an item ready at `now`.
+    fn ready_installations(&self, now: SystemTime) -> Result<Vec<InstallationId>, PendingError>;
+
+    /// The earliest time an item that is waiting to be retried becomes ready.
+    fn next_retry(&self) -> Option<SystemTime>;
+
+    /// Items waiting or being worked on.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Arrival order, so that claims are first come, first served.
+    sequence: u64,
+    delivery_id: String,
+    attempts: u32,
+    state: EntryState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntryState {
+    Waiting { not_before: Option<SystemTime> },
+    Claimed { added_again: bool },
+}
+
+/// A [`PendingSet`] in this process's memory: lost when the process ends.
+#[derive(Debug, Default)]
+pub struct MemoryPendingSet {
+    /// A std Mutex: every operation is a few map lookups, never I/O, so it is
+    /// never held across an await.
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    next_sequence: u64,
+    entries: HashMap<WorkItem, Entry>,
+    /// Waiting items by installation and arrival.
+    waiting: BTreeMap<(InstallationId, u64), WorkItem>,
+}
+
+impl MemoryPendingSet {
+    pub fn new() -> MemoryPendingSet {
+        MemoryPendingSet::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        // A panic while holding the lock leaves consistent maps (every
+        // operation mutates at its end), so poisoning is not fatal.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl PendingSet for MemoryPendingSet {
+    fn add(&self, item: WorkItem, delivery_id: &str) -> Result<Added, PendingError> {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.entries.get_mut(&item) {
+            entry.delivery_id = delivery_id.to_owned();
+            if let EntryState::Claimed { added_again } = &mut entry.state {
+                *added_again = true;
+            }
+            return Ok(Added::Coalesced);
+        }
+        let sequence = inner.next_sequence;
+        inner.next_sequence += 1;
+        inner
+            .waiting
+            .insert((item.installation(), sequence), item.clone());
+        inner.entries.insert(
+            item,
+            Entry {
+                sequence,
+                delivery_id: delivery_id.to_owned(),
+                attempts: 0,
+                state: EntryState::Waiting { not_before: None },
+            },
+        );
+        Ok(Added::New)
+    }
+
+    fn claim(
+        &self,
+        installation: InstallationId,
+        now: SystemTime,
+    ) -> Result<Option<Claim>, PendingError> {
+        let mut inner = self.lock();
+        let range = (installation, 0)..=(installation, u64::MAX);
+        let ready = inner.waiting.range(range).find_map(|(key, item)| {
+            let entry = &inner.entries[item];
+            match entry.state {
+                EntryState::Waiting { not_before } if not_before.is_none_or(|t| t <= now) => {
+                    Some((*key, item.clone()))
+                }
+                _ => None,
+            }
+        });
+        let Some((key, item)) = ready else {
+            return Ok(None);
+        };
+        inner.waiting.remove(&key);
+        let entry = inner
+            .entries
+            .get_mut(&item)
+            .expect("waiting items have entries");
+        entry.state = EntryState::Claimed { added_again: false };
+        Ok(Some(Claim {
+            item,
+            delivery_id: entry.delivery_id.clone(),
+            attempts: entry.attempts,
+        }))
+    }
+
+    fn done(&self, claim: &Claim) -> Result<(), PendingError> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.entries.get_mut(&claim.item) else {
+            return Ok(());
+        };
+        match entry.state {
+            EntryState::Claimed { added_again: true } => {
+                entry.state = EntryState::Waiting { not_before: None };
+                entry.attempts = 0;
+                let key = (claim.item.installation(), entry.sequence);
+                inner.waiting.insert(key, claim.item.clone());
+            }
+            _ => {
+                inner.entries.remove(&claim.item);
+            }
+        }
+        Ok(())
+    }
+
+    fn retry_later(&self, claim: &Claim, not_before: SystemTime) -> Result<(), PendingError> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.entries.get_mut(&claim.item) else {
+            return Ok(());
+        };
+        entry.attempts = claim.attempts + 1;
+        entry.state = EntryState::Waiting {
+            not_before: Some(not_before),
+        };
+        let key = (claim.item.installation(), entry.sequence);
+        inner.waiting.insert(key, claim.item.clone());
+        Ok(())
+    }
+
+    fn ready_installations(&self, now: SystemTime) -> Result<Vec<InstallationId>, PendingError> {
+        let inner = self.lock();
+        let mut installations: Vec<InstallationId> = inner
+            .waiting
+            .iter()
+            .filter(|(_, item)| match inner.entries[*item].state {
+                EntryState::Waiting { not_before } => not_before.is_none_or(|t| t <= now),
+                EntryState::Claimed { .. } => false,
+            })
+            .map(|((installation, _), _)| *installation)
+            .collect();
+        installations.dedup();
+        Ok(installations)
+    }
+
+    fn next_retry(&self) -> Option<SystemTime> {
+        let inner = self.lock();
+        inner
+            .entries
+            .values()
+            .filter_map(|entry| match entry.state {
+                EntryState::Waiting { not_before } => not_before,
+                EntryState::Claimed { .. } => None,
+            })
+            .min()
+    }
+
+    fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::PullNumber;
+    use std::time::Duration;
+
+    fn pull(installation: u64, number: u64) -> WorkItem {
+        WorkItem::PullRequest(PullRequestRef {
+            installation: InstallationId(installation),
+            repo: RepoName("octo/repo".into()),
+            number: PullNumber(number),
+        })
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
+    }
+
+    #[test]
+    fn many_adds_for_one_pull_request_make_one_entry() {
+        let set = MemoryPendingSet::new();
+        assert_eq!(set.add(pull(1, 7), "d1").unwrap(), Added::New);
+        for i in 2..=10 {
+            assert_eq!(
+                set.add(pull(1, 7), &format!("d{i}")).unwrap(),
+                Added::Coalesced
+            );
+        }
+        assert_eq!(set.len(), 1);
+        let claim = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert_eq!(
+            claim.delivery_id, "d10",
+            "the latest delivery is remembered"
+        );
+        set.done(&claim).unwrap();
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn claims_are_per_installation_and_first_come_first_served() {
+        let set = MemoryPendingSet::new();
+        set.add(pull(1, 3), "a").unwrap();
+        set.add(pull(2, 1), "b").unwrap();
+        set.add(pull(1, 1), "c").unwrap();
+        let first = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert_eq!(first.item, pull(1, 3));
+        let second = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert_eq!(second.item, pull(1, 1));
+        assert_eq!(
+            set.claim(InstallationId(1), now()).unwrap(),
+            None,
+            "claimed items are not handed out twice"
+        );
+        assert_eq!(set.ready_installations(now()).unwrap(), [InstallationId(2)]);
+    }
+
+    #[test]
+    fn an_add_during_a_claim_brings_the_item_back_after_done() {
+        let set = MemoryPendingSet::new();
+        set.add(pull(1, 7), "d1").unwrap();
+        let claim = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert_eq!(set.add(pull(1, 7), "d2").unwrap(), Added::Coalesced);
+        set.done(&claim).unwrap();
+        let again = set
+            .claim(InstallationId(1), now())
+            .unwrap()
+            .expect("must be recomputed");
+        assert_eq!(again.delivery_id, "d2");
+        set.done(&again).unwrap();
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn retry_later_waits_and_counts_attempts() {
+        let set = MemoryPendingSet::new();
+        set.add(pull(1, 7), "d1").unwrap();
+        let claim = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        let later = now() + Duration::from_secs(30);
+        set.retry_later(&claim, later).unwrap();
+        assert_eq!(set.claim(InstallationId(1), now()).unwrap(), None);
+        assert!(set.ready_installations(now()).unwrap().is_empty());
+        assert_eq!(set.next_retry(), Some(later));
+        let retried = set.claim(InstallationId(1), later).unwrap().unwrap();
+        assert_eq!(retried.attempts, 1);
+    }
+}

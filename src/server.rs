@@ -1,0 +1,174 @@
+//! [`run`]: serve webhooks on a listener until the shutdown future fires,
+//! then stop accepting, finish the requests in flight, and drain the queued
+//! checks within the configured time.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::github::{GitHub, RetryPolicy};
+use crate::pending::{MemoryPendingSet, PendingSet};
+use crate::webhook;
+use crate::worker::{Stats, Worker};
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pending: Arc<dyn PendingSet>,
+    /// Wakes the worker when work is added.
+    pub wake: Arc<Notify>,
+    pub stats: Arc<Stats>,
+    /// Set once shutdown begins, so that health checks steer traffic away.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// The bot, assembled and ready to serve.
+pub struct Bot {
+    state: AppState,
+    worker: Option<Arc<Worker>>,
+}
+
+impl Bot {
+    /// Builds the bot from validated settings, with a pending set of its own.
+    pub fn new(config: Config) -> crate::Result<Bot> {
+        Bot::with_pending(config, Arc::new(MemoryPendingSet::new()))
+    }
+
+    /// Builds the bot around a given pending set.
+    pub fn with_pending(config: Config, pending: Arc<dyn PendingSet>) -> crate::Result<Bot> {
+        let wake = Arc::new(Notify::new());
+        let stats = Arc::new(Stats::default());
+        let worker = match &config.app {
+            Some(app) => {
+                let github = GitHub::new(
+                    &config.github_api_url,
+                    app,
+                    RetryPolicy::new(config.request_timeout),
+                )?;
+                Some(Worker::new(
+                    Arc::clone(&pending),
+                    github,
+                    config.write_quota(),
+                    config.ignored_bots.clone(),
+                    Arc::clone(&wake),
+                    Arc::clone(&stats),
+                ))
+            }
+            None => None,
+        };
+        Ok(Bot {
+            state: AppState {
+                config: Arc::new(config),
+                pending,
+                wake,
+                stats,
+                draining: Arc::default(),
+            },
+            worker,
+        })
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.state.stats)
+    }
+
+    pub fn pending(&self) -> Arc<dyn PendingSet> {
+        Arc::clone(&self.state.pending)
+    }
+
+    /// The HTTP routes: the webhook plus Probot's default routes.
+    pub fn router(&self) -> Router {
+        let webhook_path = self.state.config.webhook_path.as_str();
+        let router = Router::new()
+            .route("/ping", get(|| async { "PONG" }))
+            .route("/probot", get(info_page))
+            .route("/health", get(health));
+        let router = if webhook_path == "/" {
+            router.route("/", get(redirect_to_info).post(webhook::receive))
+        } else {
+            router
+                .route("/", get(redirect_to_info))
+                .route(webhook_path, post(webhook::receive))
+        };
+        router
+            .layer(DefaultBodyLimit::max(webhook::MAX_PAYLOAD_BYTES))
+            .with_state(self.state.clone())
+    }
+}
+
+/// Serves until `shutdown` completes, then drains. Returns once every
+/// accepted request is answered and the queue is written or logged.
+pub async fn run(
+    listener: TcpListener,
+    bot: Bot,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> crate::Result<()> {
+    let router = bot.router();
+    let stop_worker = CancellationToken::new();
+    let worker = bot.worker.clone().map(|worker| {
+        let stop = stop_worker.clone();
+        let drain = bot.state.config.drain_timeout;
+        tokio::spawn(worker.run(stop, drain))
+    });
+    let draining = Arc::clone(&bot.state.draining);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.store(true, Ordering::Relaxed);
+            tracing::info!("stopping: no new connections, finishing requests in flight");
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("serving HTTP: {e}"))?;
+    stop_worker.cancel();
+    if let Some(worker) = worker {
+        worker
+            .await
+            .map_err(|e| anyhow::anyhow!("worker task: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn info_page(State(state): State<AppState>) -> Html<String> {
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>task-list-bot</title></head><body>\
+         <h1>task-list-bot</h1><p>version {}</p><p>worker {}</p>\
+         <p>Keeps a <code>task-list-completed</code> check on every pull request.</p></body></html>\n",
+        env!("CARGO_PKG_VERSION"),
+        html_escape(&state.config.worker),
+    ))
+}
+
+async fn redirect_to_info() -> Redirect {
+    Redirect::to("/probot")
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let body = serde_json::json!({
+        "status": if state.draining.load(Ordering::Relaxed) { "draining" } else { "ready" },
+        "worker": state.config.worker,
+        "pending": state.pending.len(),
+    });
+    let status = if state.draining.load(Ordering::Relaxed) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
