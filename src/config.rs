@@ -67,6 +67,11 @@ pub struct Settings {
     /// This worker's name in logs and status (systemd units set the instance).
     #[arg(long, env = "WORKER")]
     pub worker: Option<String>,
+    /// Directory of the pending set shared by the workers of this host
+    /// (systemd's StateDirectory= sets it). Default for a bare process:
+    /// $XDG_STATE_HOME/task-list-bot, or ~/.local/state/task-list-bot.
+    #[arg(long, env = "STATE_DIRECTORY")]
+    pub state_directory: Option<PathBuf>,
     /// Make no GitHub calls: compute checks from payloads and log them as JSON.
     #[arg(long)]
     pub dry_run: bool,
@@ -115,6 +120,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub drain_timeout: Duration,
     pub worker: String,
+    /// Where the durable pending set lives; `None` keeps it in memory.
+    pub state_directory: Option<PathBuf>,
     pub dry_run: bool,
 }
 
@@ -186,6 +193,7 @@ impl Config {
                 .clone()
                 .filter(|w| !w.is_empty())
                 .unwrap_or_else(|| std::process::id().to_string()),
+            state_directory: state_directory(settings)?,
             dry_run: settings.dry_run,
         })
     }
@@ -290,6 +298,19 @@ pub fn decode_private_key(raw: &str) -> Option<String> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     text.contains("-----BEGIN").then_some(text)
+}
+
+fn state_directory(settings: &Settings) -> Result<Option<PathBuf>, ConfigError> {
+    match &settings.state_directory {
+        // systemd may list several directories separated by ':'; ours is one.
+        Some(path) if path.as_os_str().is_empty() => Ok(None),
+        Some(path) if path.is_relative() => Err(ConfigError::new(
+            "STATE_DIRECTORY",
+            format!("{} must be an absolute path", path.display()),
+        )),
+        Some(path) => Ok(Some(path.clone())),
+        None => Ok(None),
+    }
 }
 
 fn read_secret_file(name: &'static str, path: &Path) -> Result<String, ConfigError> {

@@ -93,7 +93,10 @@ fn generate(normal_dir: Option<&Path>) -> ExitCode {
     }
 }
 
-fn serve(settings: Settings) -> ExitCode {
+fn serve(mut settings: Settings) -> ExitCode {
+    if settings.state_directory.is_none() {
+        settings.state_directory = default_state_directory();
+    }
     let credentials = CredentialFiles {
         directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
     };
@@ -178,6 +181,17 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     systemd::notify_stopping();
+}
+
+/// Where a process not started by systemd keeps its pending set.
+fn default_state_directory() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
+        })?;
+    Some(base.join("task-list-bot"))
 }
 
 fn init_logging(config: &Config) {

@@ -12,12 +12,11 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::github::{GitHub, RetryPolicy};
-use crate::pending::{MemoryPendingSet, PendingSet};
+use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet};
 use crate::webhook;
 use crate::worker::{Stats, Worker};
 
@@ -26,8 +25,6 @@ use crate::worker::{Stats, Worker};
 pub struct AppState {
     pub config: Arc<Config>,
     pub pending: Arc<dyn PendingSet>,
-    /// Wakes the worker when work is added.
-    pub wake: Arc<Notify>,
     pub stats: Arc<Stats>,
     /// Set once shutdown begins, so that health checks steer traffic away.
     pub draining: Arc<AtomicBool>,
@@ -40,14 +37,18 @@ pub struct Bot {
 }
 
 impl Bot {
-    /// Builds the bot from validated settings, with a pending set of its own.
+    /// Builds the bot from validated settings: the pending set is the
+    /// shared store in the state directory, or in memory when there is none.
     pub fn new(config: Config) -> crate::Result<Bot> {
-        Bot::with_pending(config, Arc::new(MemoryPendingSet::new()))
+        let pending: Arc<dyn PendingSet> = match &config.state_directory {
+            Some(dir) if !config.dry_run => Arc::new(SqlitePendingSet::open(dir)?),
+            _ => Arc::new(MemoryPendingSet::new()),
+        };
+        Bot::with_pending(config, pending)
     }
 
     /// Builds the bot around a given pending set.
     pub fn with_pending(config: Config, pending: Arc<dyn PendingSet>) -> crate::Result<Bot> {
-        let wake = Arc::new(Notify::new());
         let stats = Arc::new(Stats::default());
         let worker = match &config.app {
             Some(app) => {
@@ -61,7 +62,6 @@ impl Bot {
                     github,
                     config.write_quota(),
                     config.ignored_bots.clone(),
-                    Arc::clone(&wake),
                     Arc::clone(&stats),
                 ))
             }
@@ -71,7 +71,6 @@ impl Bot {
             state: AppState {
                 config: Arc::new(config),
                 pending,
-                wake,
                 stats,
                 draining: Arc::default(),
             },

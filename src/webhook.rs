@@ -196,10 +196,16 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response
         .pending
         .add(item, &delivery.id)
         .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?;
-    if added == Added::Coalesced {
-        tracing::debug!(delivery_id = %delivery.id, "joined work already pending");
+    match added {
+        Added::New => {}
+        Added::Coalesced => {
+            tracing::debug!(delivery_id = %delivery.id, "joined work already pending")
+        }
+        Added::DuplicateDelivery => {
+            tracing::info!(delivery_id = %delivery.id, "delivery already handled: not queued again");
+            return Ok((StatusCode::OK, "duplicate delivery\n").into_response());
+        }
     }
-    state.wake.notify_one();
     Ok((StatusCode::ACCEPTED, "queued\n").into_response())
 }
 

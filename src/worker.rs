@@ -6,7 +6,7 @@
 //! per-installation limiter (governor), so a burst on one installation never
 //! delays another's, and reads are never gated by it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -93,13 +93,12 @@ pub struct Worker {
     github: GitHub,
     limiter: DefaultKeyedRateLimiter<InstallationId>,
     ignored_bots: Vec<String>,
-    wake: Arc<Notify>,
+    /// Wakes the loop when a driving task ends.
+    driver_done: Notify,
     stats: Arc<Stats>,
     /// Installations that have a driving task; one per installation, so
     /// that its writes leave one after the other.
     driving: Mutex<HashSet<InstallationId>>,
-    /// Installations GitHub told us to leave alone until then.
-    paused: Mutex<HashMap<InstallationId, SystemTime>>,
 }
 
 impl Worker {
@@ -108,7 +107,6 @@ impl Worker {
         github: GitHub,
         quota: governor::Quota,
         ignored_bots: Vec<String>,
-        wake: Arc<Notify>,
         stats: Arc<Stats>,
     ) -> Arc<Worker> {
         Arc::new(Worker {
@@ -116,10 +114,9 @@ impl Worker {
             github,
             limiter: governor::RateLimiter::keyed(quota),
             ignored_bots,
-            wake,
+            driver_done: Notify::new(),
             stats,
             driving: Mutex::default(),
-            paused: Mutex::default(),
         })
     }
 
@@ -136,7 +133,8 @@ impl Worker {
                 last_cleanup = Instant::now();
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.pending.changed() => {}
+                _ = self.driver_done.notified() => {}
                 _ = tokio::time::sleep(self.until_next_retry()) => {}
                 _ = stop.cancelled() => {}
             }
@@ -157,7 +155,8 @@ impl Worker {
                 break;
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.pending.changed() => {}
+                _ = self.driver_done.notified() => {}
                 _ = tokio::time::sleep(self.until_next_retry()) => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
@@ -173,24 +172,13 @@ impl Worker {
 
     fn until_next_retry(&self) -> Duration {
         const IDLE_POLL: Duration = Duration::from_secs(1);
-        let now = SystemTime::now();
-        let next = [self.pending.next_retry(), self.next_unpause()]
-            .into_iter()
-            .flatten()
-            .min();
-        match next {
-            Some(at) => at.duration_since(now).unwrap_or_default().min(IDLE_POLL),
+        match self.pending.next_retry() {
+            Some(at) => at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .min(IDLE_POLL),
             None => IDLE_POLL,
         }
-    }
-
-    fn next_unpause(&self) -> Option<SystemTime> {
-        self.paused
-            .lock()
-            .expect("paused lock")
-            .values()
-            .min()
-            .copied()
     }
 
     /// Starts a driving task for every installation with ready work and
@@ -206,7 +194,7 @@ impl Worker {
         };
         let mut driving = self.driving.lock().expect("driving lock");
         for installation in ready {
-            if self.paused_until(installation, now).is_some() || !driving.insert(installation) {
+            if !driving.insert(installation) {
                 continue;
             }
             let worker = Arc::clone(self);
@@ -214,26 +202,10 @@ impl Worker {
         }
     }
 
-    fn paused_until(&self, installation: InstallationId, now: SystemTime) -> Option<SystemTime> {
-        let mut paused = self.paused.lock().expect("paused lock");
-        match paused.get(&installation) {
-            Some(until) if *until > now => Some(*until),
-            Some(_) => {
-                paused.remove(&installation);
-                None
-            }
-            None => None,
-        }
-    }
-
     /// Works through one installation's items, one at a time.
     async fn drive(self: Arc<Self>, installation: InstallationId) {
         loop {
-            let now = SystemTime::now();
-            if self.paused_until(installation, now).is_some() {
-                break;
-            }
-            let claim = match self.pending.claim(installation, now) {
+            let claim = match self.pending.claim(installation, SystemTime::now()) {
                 Ok(Some(claim)) => claim,
                 Ok(None) => break,
                 Err(error) => {
@@ -249,7 +221,7 @@ impl Worker {
             .expect("driving lock")
             .remove(&installation);
         // Work may have arrived between the last claim and now.
-        self.wake.notify_one();
+        self.driver_done.notify_one();
     }
 
     async fn process(&self, claim: Claim) {
@@ -385,10 +357,9 @@ impl Worker {
         let retry_at = match &error {
             GitHubError::RateLimited { retry_after, .. } => {
                 let until = now + *retry_after;
-                self.paused
-                    .lock()
-                    .expect("paused lock")
-                    .insert(installation, until);
+                if let Err(store_error) = self.pending.pause(installation, until) {
+                    tracing::error!(%store_error, "cannot record the pause GitHub asked for");
+                }
                 until
             }
             _ => now + Duration::from_secs(1 << attempts.min(6)),

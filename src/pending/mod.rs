@@ -6,11 +6,24 @@
 //! state when its turn comes. [`PendingSet`] is the whole interface (add,
 //! claim, done, retry later), so that the store behind it can change.
 
+mod sqlite;
+mod wake;
+
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
 
 use crate::github::{InstallationId, PullRequestRef, RepoName};
+
+pub use sqlite::SqlitePendingSet;
+
+/// How long a delivery id is remembered, so that a redelivered delivery
+/// whose work was already recorded is not handled twice.
+pub const DELIVERY_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 /// One unit of work for one installation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,12 +64,17 @@ pub struct Claim {
     pub attempts: u32,
 }
 
-/// Whether `add` made a new entry or joined an existing one.
+/// Whether `add` made a new entry, joined an existing one, or saw a
+/// delivery it had already recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
     New,
     Coalesced,
+    DuplicateDelivery,
 }
+
+/// A future that resolves when the set may have changed.
+pub type Changed<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// The store could not record or update work.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +86,19 @@ pub struct PendingError(pub String);
 pub trait PendingSet: Send + Sync + 'static {
     /// Records that `item` needs doing. An item already waiting is not added
     /// twice; one being worked on is marked to be done again afterwards,
-    /// since the claimer may have read the state before this change.
+    /// since the claimer may have read the state before this change. A
+    /// delivery id recorded within [`DELIVERY_MEMORY`] adds nothing.
     fn add(&self, item: WorkItem, delivery_id: &str) -> Result<Added, PendingError>;
+
+    /// Resolves when work may have been added, by this process or another.
+    fn changed(&self) -> Changed<'_>;
+
+    /// Holds every claim of `installation` back until `until`: GitHub asked
+    /// us to slow down, and every worker sharing this set must honour it.
+    fn pause(&self, installation: InstallationId, until: SystemTime) -> Result<(), PendingError>;
+
+    /// When the installation's pause ends, if it is paused at `now`.
+    fn paused_until(&self, installation: InstallationId, now: SystemTime) -> Option<SystemTime>;
 
     /// Takes the oldest ready item of `installation`, if any.
     fn claim(
@@ -89,7 +118,8 @@ pub trait PendingSet: Send + Sync + 'static {
     /// Installations that have an item ready at `now`.
     fn ready_installations(&self, now: SystemTime) -> Result<Vec<InstallationId>, PendingError>;
 
-    /// The earliest time an item that is waiting to be retried becomes ready.
+    /// The earliest time an item that is waiting to be retried, or an
+    /// installation that is paused, becomes ready.
     fn next_retry(&self) -> Option<SystemTime>;
 
     /// Items waiting or being worked on.
@@ -121,6 +151,7 @@ pub struct MemoryPendingSet {
     /// A std Mutex: every operation is a few map lookups, never I/O, so it is
     /// never held across an await.
     inner: Mutex<MemoryInner>,
+    added: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +160,8 @@ struct MemoryInner {
     entries: HashMap<WorkItem, Entry>,
     /// Waiting items by installation and arrival.
     waiting: BTreeMap<(InstallationId, u64), WorkItem>,
+    paused: HashMap<InstallationId, SystemTime>,
+    deliveries: HashMap<String, SystemTime>,
 }
 
 impl MemoryPendingSet {
@@ -148,6 +181,19 @@ impl MemoryPendingSet {
 impl PendingSet for MemoryPendingSet {
     fn add(&self, item: WorkItem, delivery_id: &str) -> Result<Added, PendingError> {
         let mut inner = self.lock();
+        let now = SystemTime::now();
+        if inner.deliveries.len() > 100_000 {
+            inner
+                .deliveries
+                .retain(|_, seen| seen.elapsed().is_ok_and(|age| age < DELIVERY_MEMORY));
+        }
+        if inner
+            .deliveries
+            .insert(delivery_id.to_owned(), now)
+            .is_some()
+        {
+            return Ok(Added::DuplicateDelivery);
+        }
         if let Some(entry) = inner.entries.get_mut(&item) {
             entry.delivery_id = delivery_id.to_owned();
             if let EntryState::Claimed { added_again } = &mut entry.state {
@@ -169,7 +215,28 @@ impl PendingSet for MemoryPendingSet {
                 state: EntryState::Waiting { not_before: None },
             },
         );
+        drop(inner);
+        self.added.notify_one();
         Ok(Added::New)
+    }
+
+    fn changed(&self) -> Changed<'_> {
+        Box::pin(self.added.notified())
+    }
+
+    fn pause(&self, installation: InstallationId, until: SystemTime) -> Result<(), PendingError> {
+        let mut inner = self.lock();
+        let entry = inner.paused.entry(installation).or_insert(until);
+        *entry = (*entry).max(until);
+        Ok(())
+    }
+
+    fn paused_until(&self, installation: InstallationId, now: SystemTime) -> Option<SystemTime> {
+        self.lock()
+            .paused
+            .get(&installation)
+            .copied()
+            .filter(|until| *until > now)
     }
 
     fn claim(
@@ -178,6 +245,13 @@ impl PendingSet for MemoryPendingSet {
         now: SystemTime,
     ) -> Result<Option<Claim>, PendingError> {
         let mut inner = self.lock();
+        if inner
+            .paused
+            .get(&installation)
+            .is_some_and(|until| *until > now)
+        {
+            return Ok(None);
+        }
         let range = (installation, 0)..=(installation, u64::MAX);
         let ready = inner.waiting.range(range).find_map(|(key, item)| {
             let entry = &inner.entries[item];
@@ -238,10 +312,12 @@ impl PendingSet for MemoryPendingSet {
     }
 
     fn ready_installations(&self, now: SystemTime) -> Result<Vec<InstallationId>, PendingError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.paused.retain(|_, until| *until > now);
         let mut installations: Vec<InstallationId> = inner
             .waiting
             .iter()
+            .filter(|((installation, _), _)| !inner.paused.contains_key(installation))
             .filter(|(_, item)| match inner.entries[*item].state {
                 EntryState::Waiting { not_before } => not_before.is_none_or(|t| t <= now),
                 EntryState::Claimed { .. } => false,
@@ -254,14 +330,14 @@ impl PendingSet for MemoryPendingSet {
 
     fn next_retry(&self) -> Option<SystemTime> {
         let inner = self.lock();
-        inner
+        let retries = inner
             .entries
             .values()
             .filter_map(|entry| match entry.state {
                 EntryState::Waiting { not_before } => not_before,
                 EntryState::Claimed { .. } => None,
-            })
-            .min()
+            });
+        retries.chain(inner.paused.values().copied()).min()
     }
 
     fn len(&self) -> usize {
