@@ -19,6 +19,7 @@
 //! * [`pending`]: the set of pull requests waiting for a check.
 //! * [`worker`]: the loop that spends per-installation write slots.
 //! * [`server`]: [`server::run`] ties them together until shutdown.
+//! * [`redeliver`]: asks GitHub again for deliveries no worker answered.
 //!
 //! The library never reads systemd's variables: the binary hands it a
 //! listener, the settings and a shutdown signal.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod event;
 pub mod github;
 pub mod pending;
+pub mod redeliver;
 pub mod server;
 pub mod tasklist;
 pub mod webhook;

@@ -44,6 +44,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask GitHub to redeliver recent deliveries that never got a 2xx answer.
+    Redeliver {
+        #[command(flatten)]
+        settings: Box<Settings>,
+        /// How far back to look, in hours (GitHub keeps deliveries for 3 days).
+        #[arg(long, default_value_t = 24)]
+        since_hours: u64,
+    },
+    /// Print the man page (roff) to standard output.
+    #[command(hide = true)]
+    Man,
     /// Run as a systemd generator: write bot.target's wants for WEB_CONCURRENCY workers.
     Generator {
         normal_dir: PathBuf,
@@ -65,6 +76,11 @@ fn main() -> ExitCode {
         Command::Serve(settings) => serve(*settings),
         Command::Tasks { file, json } => tasks(file.as_deref(), json),
         Command::Generator { normal_dir, .. } => generate(Some(&normal_dir)),
+        Command::Redeliver {
+            settings,
+            since_hours,
+        } => redeliver(*settings, since_hours),
+        Command::Man => man_page(),
     }
 }
 
@@ -181,6 +197,93 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     systemd::notify_stopping();
+}
+
+fn redeliver(mut settings: Settings, since_hours: u64) -> ExitCode {
+    if settings.state_directory.is_none() {
+        settings.state_directory = default_state_directory();
+    }
+    let credentials = CredentialFiles {
+        directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+    };
+    // The webhook secret is not needed to list deliveries.
+    if settings.webhook_secret.is_none() && settings.webhook_secret_path.is_none() {
+        settings.webhook_secret = Some("unused".into());
+    }
+    let config = match Config::from_settings(&settings, &credentials) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("task-list-bot: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("task-list-bot: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let since = std::time::Duration::from_secs(since_hours.saturating_mul(3600));
+    match runtime.block_on(redeliver_once(config, since)) {
+        Ok(report) => {
+            println!(
+                "deliveries seen {}, never answered 2xx {}, redelivered {}, already requested {}, errors {}",
+                report.attempts_seen,
+                report.failed_deliveries,
+                report.redelivered,
+                report.already_requested,
+                report.errors
+            );
+            if report.errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("task-list-bot redeliver: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn redeliver_once(
+    config: Config,
+    since: std::time::Duration,
+) -> anyhow::Result<task_list_bot::redeliver::Report> {
+    use anyhow::Context as _;
+    let app = config
+        .app
+        .as_ref()
+        .context("redeliver needs APP_ID and PRIVATE_KEY")?;
+    let github = task_list_bot::github::GitHub::new(
+        &config.github_api_url,
+        app,
+        task_list_bot::github::RetryPolicy::new(config.request_timeout),
+    )?;
+    let directory = config
+        .state_directory
+        .as_deref()
+        .context("redeliver needs STATE_DIRECTORY to remember what it asked for")?;
+    let store = task_list_bot::pending::SqlitePendingSet::open(directory)?;
+    task_list_bot::redeliver::run(&github, &store, since).await
+}
+
+fn man_page() -> ExitCode {
+    use clap::CommandFactory as _;
+    let page = clap_mangen::Man::new(Cli::command());
+    match page.render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("task-list-bot man: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Where a process not started by systemd keeps its pending set.
