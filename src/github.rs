@@ -167,8 +167,10 @@ pub struct GitHub {
     app_id: u64,
     policy: RetryPolicy,
     /// One octocrab per installation, each caching that installation's
-    /// token. A std Mutex: held only to look up or insert, never across I/O.
-    installations: Arc<Mutex<HashMap<InstallationId, Octocrab>>>,
+    /// token. Shared through `Arc`: cloning an `Octocrab` copies its token
+    /// cache, so a clone's refreshed token would be lost. A std Mutex: held
+    /// only to look up or insert, never across I/O.
+    installations: Arc<Mutex<HashMap<InstallationId, Arc<Octocrab>>>>,
 }
 
 impl fmt::Debug for GitHub {
@@ -224,13 +226,14 @@ impl GitHub {
             .lock()
             .expect("installations lock poisoned");
         let crab = match installations.get(&id) {
-            Some(crab) => crab.clone(),
+            Some(crab) => Arc::clone(crab),
             None => {
-                let crab = self
-                    .app
-                    .installation(octocrab::models::InstallationId(id.0))
-                    .map_err(|e| anyhow::anyhow!("installation {id} client: {e}"))?;
-                installations.insert(id, crab.clone());
+                let crab = Arc::new(
+                    self.app
+                        .installation(octocrab::models::InstallationId(id.0))
+                        .map_err(|e| anyhow::anyhow!("installation {id} client: {e}"))?,
+                );
+                installations.insert(id, Arc::clone(&crab));
                 crab
             }
         };
@@ -247,7 +250,7 @@ impl GitHub {
     /// `/app/...` endpoints.
     pub fn as_app(&self) -> Requester {
         Requester {
-            crab: self.app.clone(),
+            crab: Arc::new(self.app.clone()),
             policy: self.policy.clone(),
         }
     }
@@ -307,7 +310,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Sends requests with the timeout, retry and rate-limit rules above.
 #[derive(Clone)]
 pub struct Requester {
-    crab: Octocrab,
+    crab: Arc<Octocrab>,
     policy: RetryPolicy,
 }
 
@@ -564,8 +567,11 @@ impl InstallationClient {
         let comments_path = format!("{base}issues/{n}/comments?per_page=100");
         let reviews_path = format!("{base}pulls/{n}/reviews?per_page=100");
         let review_comments_path = format!("{base}pulls/{n}/comments?per_page=100");
-        let (pull, issue_comments, reviews, review_comments) = tokio::try_join!(
-            self.http.get_json::<PullRequest>(&pull_path),
+        // The pull request first, alone: its request also mints the
+        // installation token when none is cached, which concurrent first
+        // requests would each do.
+        let pull: PullRequest = self.http.get_json(&pull_path).await?;
+        let (issue_comments, reviews, review_comments) = tokio::try_join!(
             self.http.get_all_pages(&comments_path),
             self.http.get_all_pages(&reviews_path),
             self.http.get_all_pages(&review_comments_path),

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::github::{InstallationId, PullRequestRef, RepoName};
 
-pub use sqlite::SqlitePendingSet;
+pub use sqlite::{DATABASE_FILE, SqlitePendingSet};
 
 /// How long a delivery id is remembered, so that a redelivered delivery
 /// whose work was already recorded is not handled twice.

@@ -28,6 +28,11 @@ use crate::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
 /// The database file inside the state directory.
 pub const DATABASE_FILE: &str = "pending.sqlite3";
 
+/// How long a statement waits for another process's write lock before the
+/// store counts as unavailable (and a delivery is answered 503, well within
+/// GitHub's 10 s delivery timeout).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How often, at most, claims of dead owners are looked for.
 const REAP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -83,7 +88,7 @@ impl SqlitePendingSet {
         let connection =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         connection
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(BUSY_TIMEOUT)
             .context("setting the busy timeout")?;
         connection
             .pragma_update(None, "journal_mode", "WAL")

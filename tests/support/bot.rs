@@ -14,13 +14,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use task_list_bot::config::{Config, CredentialFiles, Settings};
+use task_list_bot::pending::PendingSet;
 use task_list_bot::server::{self, Bot};
 use task_list_bot::worker::Stats;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::fake_github::FakeGitHub;
-use super::webhooks::sign;
+use super::webhooks::{Webhook, sign};
 
 pub const APP_ID: u64 = 1;
 pub const SECRET: &str = "test webhook secret";
@@ -54,6 +55,7 @@ pub struct TestBot {
     pub github: FakeGitHub,
     pub address: SocketAddr,
     pub stats: Arc<Stats>,
+    pub pending: Arc<dyn PendingSet>,
     http: Client<HttpConnector, Full<Bytes>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<task_list_bot::Result<()>>>,
@@ -91,7 +93,8 @@ impl TestBot {
             worker: Some("test".into()),
             ..Settings::with_defaults()
         };
-        Config::from_settings(&settings, &CredentialFiles::default()).expect("test settings are valid")
+        Config::from_settings(&settings, &CredentialFiles::default())
+            .expect("test settings are valid")
     }
 
     pub async fn start_against(github: FakeGitHub, options: Options) -> TestBot {
@@ -103,6 +106,7 @@ impl TestBot {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let stats = bot.stats();
+        let pending = bot.pending();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(server::run(listener, bot, async {
             let _ = stopped.await;
@@ -111,6 +115,7 @@ impl TestBot {
             github,
             address,
             stats,
+            pending,
             http: Client::builder(TokioExecutor::new()).build_http(),
             stop: Some(stop),
             server: Some(server),
@@ -121,15 +126,27 @@ impl TestBot {
     /// Delivers `payload` as GitHub would: signed, with its headers.
     pub async fn deliver(&self, event: &str, payload: &serde_json::Value) -> Answer {
         let body = serde_json::to_vec(payload).unwrap();
-        let id = self.next_delivery.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_delivery
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let signature = sign(SECRET.as_bytes(), &body);
-        self.post(&[
-            ("content-type", "application/json"),
-            ("x-github-event", event),
-            ("x-github-delivery", &format!("delivery-{id}")),
-            ("x-hub-signature-256", &signature),
-        ], body)
+        self.post(
+            &[
+                ("content-type", "application/json"),
+                ("x-github-event", event),
+                ("x-github-delivery", &format!("delivery-{id}")),
+                ("x-hub-signature-256", &signature),
+            ],
+            body,
+        )
         .await
+    }
+
+    /// Delivers a webhook built from the fake's model, signed.
+    pub async fn send(&self, webhook: &Webhook) -> Answer {
+        let headers = webhook.headers(Some(SECRET.as_bytes()));
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.post(&headers, webhook.body()).await
     }
 
     /// Posts raw bytes with exactly these headers to the webhook path.
@@ -162,7 +179,15 @@ impl TestBot {
             .get("location")
             .map(|v| v.to_str().unwrap().to_owned());
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, location, String::from_utf8_lossy(&body).into_owned())
+        (
+            status,
+            location,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    pub fn pending_is_empty(&self) -> bool {
+        self.pending.is_empty()
     }
 
     /// Waits until the worker has finished `count` claims in all.
@@ -196,7 +221,10 @@ impl TestBot {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
-            server.await.expect("server task").expect("server stops cleanly");
+            server
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
     }
 }

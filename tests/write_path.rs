@@ -1,0 +1,424 @@
+//! How writes are paced, coalesced, retried and kept apart per
+//! installation, and how GitHub's failures and rate limits are honoured.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::bot::{Options, TestBot};
+use support::fake_github::{Endpoint, FakeGitHub, Fault, PullRequest};
+use support::webhooks;
+use task_list_bot::pending::SqlitePendingSet;
+use task_list_bot::server::Bot;
+
+fn seed(github: &FakeGitHub, installation: u64, repo: &str, pulls: std::ops::RangeInclusive<u64>) {
+    github.add_repo(installation, repo);
+    for number in pulls {
+        github.upsert_pull(
+            repo,
+            PullRequest::new(number)
+                .body("- [ ] a task")
+                .author("alice"),
+        );
+    }
+}
+
+fn slow_writes() -> Options {
+    Options {
+        write_rate: 1.0,
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_answer_does_not_wait_for_the_write_queue() {
+    let bot = TestBot::start_with(Options {
+        write_rate: 0.5,
+        ..Options::default()
+    })
+    .await;
+    seed(&bot.github, 1, "octo/a", 1..=5);
+    let started = Instant::now();
+    for number in 1..=5 {
+        let answer = bot
+            .send(&webhooks::pull_request_opened(
+                &bot.github,
+                "octo/a",
+                number,
+            ))
+            .await;
+        assert_eq!(answer.status, 202);
+        assert!(
+            answer.took < Duration::from_millis(500),
+            "answered in {:?}",
+            answer.took
+        );
+    }
+    let answered_all = started.elapsed();
+    // At 0.5 writes/s, five writes need eight seconds; all were answered long before.
+    assert!(answered_all < Duration::from_secs(2), "{answered_all:?}");
+    assert!(bot.github.check_runs("octo/a").len() < 5);
+    bot.check_runs_arrived("octo/a", 5).await;
+}
+
+#[tokio::test]
+async fn writes_of_one_installation_are_paced_by_the_limiter() {
+    let bot = TestBot::start_with(slow_writes()).await;
+    seed(&bot.github, 1, "octo/a", 1..=4);
+    for number in 1..=4 {
+        bot.send(&webhooks::pull_request_opened(
+            &bot.github,
+            "octo/a",
+            number,
+        ))
+        .await;
+    }
+    bot.check_runs_arrived("octo/a", 4).await;
+    let arrivals: Vec<Instant> = bot
+        .github
+        .check_runs("octo/a")
+        .iter()
+        .map(|c| c.received_at)
+        .collect();
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(900),
+            "writes {gap:?} apart at 1/s"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_busy_installation_does_not_delay_another() {
+    let bot = TestBot::start_with(slow_writes()).await;
+    seed(&bot.github, 1, "busy/repo", 1..=5);
+    seed(&bot.github, 2, "quiet/repo", 1..=1);
+    for number in 1..=5 {
+        bot.send(&webhooks::pull_request_opened(
+            &bot.github,
+            "busy/repo",
+            number,
+        ))
+        .await;
+    }
+    let sent_quiet = Instant::now();
+    bot.send(&webhooks::pull_request_opened(&bot.github, "quiet/repo", 1))
+        .await;
+    bot.check_runs_arrived("quiet/repo", 1).await;
+    let quiet_write = bot.github.check_runs("quiet/repo")[0].received_at;
+    assert!(
+        quiet_write - sent_quiet < Duration::from_millis(700),
+        "the quiet installation waited {:?}",
+        quiet_write - sent_quiet
+    );
+    assert!(
+        bot.github.check_runs("busy/repo").len() < 5,
+        "the busy one is still queued"
+    );
+}
+
+#[tokio::test]
+async fn many_events_for_one_pull_request_while_it_waits_make_one_write() {
+    let bot = TestBot::start_with(Options {
+        write_rate: 0.5,
+        ..Options::default()
+    })
+    .await;
+    seed(&bot.github, 1, "octo/a", 1..=2);
+    // The first write takes the slot; pull request 2 then waits two seconds.
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    bot.check_runs_arrived("octo/a", 1).await;
+    for _ in 0..10 {
+        let comment = bot
+            .github
+            .add_issue_comment("octo/a", 2, "bob", "no tasks here");
+        assert_eq!(
+            bot.send(&webhooks::issue_comment_created(
+                &bot.github,
+                "octo/a",
+                2,
+                comment
+            ))
+            .await
+            .status,
+            202
+        );
+    }
+    bot.check_runs_arrived("octo/a", 2).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !bot.pending_is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("queue drains");
+    let writes_for_2 = bot
+        .github
+        .check_runs("octo/a")
+        .iter()
+        .filter(|c| c.head_sha == bot.github.pull("octo/a", 2).unwrap().head_sha)
+        .count();
+    assert_eq!(writes_for_2, 1, "ten events, one write");
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_before_writing_again() {
+    let bot = TestBot::start().await;
+    seed(&bot.github, 1, "octo/a", 1..=1);
+    bot.github.inject(
+        Endpoint::CreateCheckRun,
+        Fault::SecondaryRateLimit {
+            retry_after_secs: 2,
+        },
+        1,
+    );
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    bot.check_runs_arrived("octo/a", 1).await;
+    let posts: Vec<_> = bot
+        .github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/check-runs"))
+        .collect();
+    assert_eq!(posts.len(), 2, "one refused, one accepted");
+    assert_eq!(posts[0].status, 403);
+    let waited = posts[1].received_at - posts[0].received_at;
+    assert!(
+        waited >= Duration::from_secs(2),
+        "retried after {waited:?}, asked for 2 s"
+    );
+    assert!(waited < Duration::from_secs(5), "retried after {waited:?}");
+}
+
+#[tokio::test]
+async fn an_exhausted_primary_limit_pauses_until_reset() {
+    let bot = TestBot::start().await;
+    seed(&bot.github, 1, "octo/a", 1..=1);
+    bot.github.inject(
+        Endpoint::GetPull,
+        Fault::PrimaryRateLimitExhausted { reset_in_secs: 2 },
+        1,
+    );
+    let sent = Instant::now();
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    bot.check_runs_arrived("octo/a", 1).await;
+    let written = bot.github.check_runs("octo/a")[0].received_at;
+    assert!(
+        written - sent >= Duration::from_secs(1),
+        "waited {:?} for the reset",
+        written - sent
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_replaced_and_the_request_retried() {
+    let bot = TestBot::start().await;
+    seed(&bot.github, 1, "octo/a", 1..=2);
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    bot.check_runs_arrived("octo/a", 1).await;
+    assert_eq!(
+        bot.github.tokens_issued().len(),
+        1,
+        "one token, then cached"
+    );
+
+    bot.github.inject(Endpoint::GetPull, Fault::ExpiredToken, 1);
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 2))
+        .await;
+    bot.check_runs_arrived("octo/a", 2).await;
+    assert_eq!(
+        bot.github.tokens_issued().len(),
+        2,
+        "a fresh token after the 401"
+    );
+    assert!(bot.github.requests().iter().any(|r| r.status == 401));
+}
+
+#[tokio::test]
+async fn server_errors_and_timeouts_are_retried() {
+    let bot = TestBot::start_with(Options {
+        request_timeout: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
+    seed(&bot.github, 1, "octo/a", 1..=1);
+    bot.github
+        .inject(Endpoint::GetPull, Fault::ServerError(502), 2);
+    bot.github.inject(
+        Endpoint::CreateCheckRun,
+        Fault::Slow(Duration::from_secs(2)),
+        1,
+    );
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    bot.check_runs_arrived("octo/a", 1).await;
+    let pulls = bot
+        .github
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/pulls/1"))
+        .count();
+    assert_eq!(pulls, 3, "two 502s, then success");
+    assert_eq!(bot.github.pending_faults(), 0);
+}
+
+#[tokio::test]
+async fn a_final_failure_is_given_up_and_counted() {
+    let bot = TestBot::start().await;
+    seed(&bot.github, 1, "octo/a", 1..=1);
+    // A repository the installation cannot see answers 404: that will not get better.
+    bot.github.add_repo(2, "other/repo");
+    bot.github
+        .upsert_pull("other/repo", PullRequest::new(1).body("- [ ] x"));
+    let mut webhook = webhooks::pull_request_opened(&bot.github, "other/repo", 1);
+    webhook.payload["installation"]["id"] = 1.into();
+    bot.send(&webhook).await;
+    bot.processed(1).await;
+    assert_eq!(
+        bot.stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(bot.pending_is_empty());
+    let last_error = bot.stats.last_error.lock().unwrap().clone().unwrap();
+    assert!(last_error.contains("404"), "{last_error}");
+    assert!(last_error.contains("request id"), "{last_error}");
+}
+
+#[tokio::test]
+async fn a_redelivered_delivery_is_not_handled_twice() {
+    let bot = TestBot::start().await;
+    seed(&bot.github, 1, "octo/a", 1..=1);
+    let webhook = webhooks::pull_request_opened(&bot.github, "octo/a", 1);
+    assert_eq!(bot.send(&webhook).await.status, 202);
+    bot.processed(1).await;
+    let again = bot.send(&webhook).await;
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (200, "duplicate delivery\n")
+    );
+    assert!(bot.pending_is_empty());
+}
+
+#[tokio::test]
+async fn stopping_writes_every_queued_check_first() {
+    let bot = TestBot::start_with(Options {
+        write_rate: 4.0,
+        drain_timeout: Duration::from_secs(10),
+        ..Options::default()
+    })
+    .await;
+    seed(&bot.github, 1, "octo/a", 1..=8);
+    for number in 1..=8 {
+        bot.send(&webhooks::pull_request_opened(
+            &bot.github,
+            "octo/a",
+            number,
+        ))
+        .await;
+    }
+    let github = bot.github.clone();
+    assert!(github.check_runs("octo/a").len() < 8);
+    bot.shutdown().await;
+    assert_eq!(
+        github.check_runs("octo/a").len(),
+        8,
+        "all queued checks written before exit"
+    );
+}
+
+/// Two workers sharing one store: the second writes what the first
+/// accepted, and a pull request is never written by both.
+#[tokio::test]
+async fn workers_sharing_a_store_split_the_writes() {
+    let dir = std::env::temp_dir().join(format!(
+        "tlb-shared-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    ));
+    let github = FakeGitHub::start(support::bot::APP_ID, support::bot::PUBLIC_KEY.as_bytes()).await;
+    seed(&github, 1, "octo/a", 1..=6);
+    let options = slow_writes();
+    let start = |github: FakeGitHub| {
+        let dir = dir.clone();
+        let options = options.clone();
+        async move {
+            let config = TestBot::config_for(&github, &options);
+            let store = Arc::new(SqlitePendingSet::open(&dir).unwrap());
+            TestBot::serve(github, Bot::with_pending(config, store).unwrap()).await
+        }
+    };
+    let first = start(github.clone()).await;
+    let second = start(github.clone()).await;
+    // Every delivery goes to the first worker.
+    let started = Instant::now();
+    for number in 1..=6 {
+        assert_eq!(
+            first
+                .send(&webhooks::pull_request_opened(&github, "octo/a", number))
+                .await
+                .status,
+            202
+        );
+    }
+    first.check_runs_arrived("octo/a", 6).await;
+    let took = started.elapsed();
+    let writes = |bot: &TestBot| bot.stats.writes.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        writes(&second) >= 2,
+        "the idle worker took part: {} + {}",
+        writes(&first),
+        writes(&second)
+    );
+    assert_eq!(
+        writes(&first) + writes(&second),
+        6,
+        "no pull request written twice"
+    );
+    // Two workers at 1/s: six writes in about three seconds, not six.
+    assert!(took < Duration::from_millis(4500), "{took:?}");
+    first.shutdown().await;
+    second.shutdown().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// While the store cannot take the work (here: another process holds its
+/// write lock past the busy timeout), deliveries are answered 503 so that
+/// GitHub records a failure that redelivery recovers; never 2xx.
+#[tokio::test]
+async fn a_store_that_cannot_record_answers_503() {
+    let dir = std::env::temp_dir().join(format!("tlb-locked-{}", std::process::id()));
+    let github = FakeGitHub::start(support::bot::APP_ID, support::bot::PUBLIC_KEY.as_bytes()).await;
+    seed(&github, 1, "octo/a", 1..=1);
+    let store = Arc::new(SqlitePendingSet::open(&dir).unwrap());
+    let config = TestBot::config_for(&github, &Options::default());
+    let bot = TestBot::serve(github, Bot::with_pending(config, store).unwrap()).await;
+
+    let blocker =
+        rusqlite::Connection::open(dir.join(task_list_bot::pending::DATABASE_FILE)).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let answer = bot
+        .send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer.body.contains("cannot record the work"),
+        "{}",
+        answer.body
+    );
+    assert!(bot.github.check_runs("octo/a").is_empty());
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let retried = bot
+        .send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    assert_eq!(retried.status, 202, "recorded once the store is back");
+    bot.check_runs_arrived("octo/a", 1).await;
+    bot.shutdown().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
