@@ -540,6 +540,7 @@ pub struct PullRequestState {
 #[derive(Debug, Clone)]
 pub struct CreatedCheckRun {
     pub id: u64,
+    pub status: u16,
     pub request_id: String,
 }
 
@@ -634,6 +635,7 @@ impl InstallationClient {
         let created: Created = answer.json(&path)?;
         Ok(CreatedCheckRun {
             id: created.id,
+            status: answer.status.as_u16(),
             request_id: answer.request_id(),
         })
     }

@@ -315,7 +315,7 @@ impl Worker {
             pull_request = pull_number(&claim.item),
             github_request_id = %created.request_id,
             check_run_id = created.id,
-            status = 201,
+            status = created.status,
             title = %request.output.title,
             conclusion = request.conclusion.unwrap_or(request.status),
             "check run written"
