@@ -140,7 +140,12 @@ pub fn signature_matches(secret: &[u8], body: &[u8], header: &str) -> bool {
 
 /// `POST {WEBHOOK_PATH}`.
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match accept(&state, &headers, &body) {
+    let outcome = match accept(&state, &headers, &body) {
+        Ok(Accepted::Answered(response)) => Ok(response),
+        Ok(Accepted::Record(item, delivery_id)) => record(&state, item, delivery_id).await,
+        Err(rejection) => Err(rejection),
+    };
+    match outcome {
         Ok(response) => response,
         Err(rejection) => {
             tracing::warn!(
@@ -155,7 +160,13 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     }
 }
 
-fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, Rejection> {
+/// What a verified delivery needs: nothing more, or its work recorded.
+enum Accepted {
+    Answered(Response),
+    Record(WorkItem, String),
+}
+
+fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, Rejection> {
     let secret = crate::config::secret_bytes(&state.config.webhook_secret);
     let delivery = verify(headers, body, secret)?;
     // Parse once as generic JSON so that "not JSON" and "not the shape of
@@ -170,16 +181,22 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response
     let item = match event {
         Event::Ignored { reason } => {
             tracing::debug!(delivery_id = %delivery.id, event = %delivery.event, %reason, "ignored");
-            return Ok((StatusCode::OK, "ignored\n").into_response());
+            return Ok(Accepted::Answered(
+                (StatusCode::OK, "ignored\n").into_response(),
+            ));
         }
         Event::PullRequestChanged { snapshot, pull } if state.config.dry_run => {
             dry_run(state, &delivery, &pull.to_string(), &snapshot);
-            return Ok((StatusCode::OK, "dry run\n").into_response());
+            return Ok(Accepted::Answered(
+                (StatusCode::OK, "dry run\n").into_response(),
+            ));
         }
         Event::MergeGroupChecksRequested { head_sha, .. } if state.config.dry_run => {
             let request = CheckRunRequest::merge_group(&head_sha, chrono::Utc::now());
             log_dry_run(&delivery, "merge group", &request);
-            return Ok((StatusCode::OK, "dry run\n").into_response());
+            return Ok(Accepted::Answered(
+                (StatusCode::OK, "dry run\n").into_response(),
+            ));
         }
         Event::PullRequestChanged { pull, .. } => WorkItem::PullRequest(pull),
         Event::MergeGroupChecksRequested {
@@ -192,17 +209,28 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response
             head_sha,
         },
     };
-    let added = state
-        .pending
-        .add(item, &delivery.id)
+    Ok(Accepted::Record(item, delivery.id))
+}
+
+/// Records the work before answering. The store may wait on another
+/// process's lock, so the call runs on the blocking pool, not on the
+/// threads that serve requests.
+async fn record(
+    state: &AppState,
+    item: WorkItem,
+    delivery_id: String,
+) -> Result<Response, Rejection> {
+    let pending = std::sync::Arc::clone(&state.pending);
+    let id = delivery_id.clone();
+    let added = tokio::task::spawn_blocking(move || pending.add(item, &id))
+        .await
+        .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?
         .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?;
     match added {
         Added::New => {}
-        Added::Coalesced => {
-            tracing::debug!(delivery_id = %delivery.id, "joined work already pending")
-        }
+        Added::Coalesced => tracing::debug!(delivery_id, "joined work already pending"),
         Added::DuplicateDelivery => {
-            tracing::info!(delivery_id = %delivery.id, "delivery already handled: not queued again");
+            tracing::info!(delivery_id, "delivery already handled: not queued again");
             return Ok((StatusCode::OK, "duplicate delivery\n").into_response());
         }
     }

@@ -151,7 +151,7 @@ impl Worker {
         }
         loop {
             self.start_drivers(&tracker);
-            if self.pending.is_empty() && self.driving.lock().expect("driving lock").is_empty() {
+            if self.drained() {
                 break;
             }
             tokio::select! {
@@ -168,6 +168,21 @@ impl Worker {
             }
         }
         tracker.close();
+    }
+
+    /// Whether a stopping worker may exit: it holds no claim, and nothing
+    /// is left that only it could write. Items of a shared store stay there
+    /// for the other workers; a private store must be empty.
+    fn drained(&self) -> bool {
+        if !self.driving.lock().expect("driving lock").is_empty() {
+            return false;
+        }
+        if !self.pending.is_shared() {
+            return self.pending.is_empty();
+        }
+        self.pending
+            .ready_installations(SystemTime::now())
+            .is_ok_and(|ready| ready.is_empty())
     }
 
     fn until_next_retry(&self) -> Duration {

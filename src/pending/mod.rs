@@ -125,6 +125,10 @@ pub trait PendingSet: Send + Sync + 'static {
     /// Items waiting or being worked on.
     fn len(&self) -> usize;
 
+    /// Whether other processes work on this set too (and so keep what this
+    /// process leaves behind).
+    fn is_shared(&self) -> bool;
+
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -342,6 +346,10 @@ impl PendingSet for MemoryPendingSet {
 
     fn len(&self) -> usize {
         self.lock().entries.len()
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 }
 

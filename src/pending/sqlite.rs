@@ -453,6 +453,10 @@ impl PendingSet for SqlitePendingSet {
             .map(from_millis)
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn len(&self) -> usize {
         let connection = self.connection();
         connection

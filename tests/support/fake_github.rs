@@ -315,7 +315,8 @@ pub enum Endpoint {
 /// limit is charged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// That status (e.g. 500/502/503) with a GitHub-like JSON body.
+    /// That status (e.g. 500/502/503) with a GitHub-like JSON body; a
+    /// status that is not an error status becomes 500.
     ServerError(u16),
     /// Sleep this long, then answer normally (to exceed a client timeout).
     Slow(Duration),
@@ -329,7 +330,8 @@ pub enum Fault {
     /// 401 `Bad credentials`, as for an expired installation token. Like a
     /// really expired token, the token presented is revoked too, so a client
     /// that retries with the same token keeps getting 401 until it mints a
-    /// new one.
+    /// new one. (octocrab does that by itself: on a 401 it drops its cached
+    /// token, mints another and retries once.)
     ExpiredToken,
 }
 
@@ -724,7 +726,7 @@ impl FakeGitHub {
             }
             Resource::Installation => Some(json!({
                 "id": repo.installation_id,
-                "node_id": node_id("MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u", repo.installation_id),
+                "node_id": installation_node_id(repo.installation_id),
                 "app_id": app_id,
             })),
         }
@@ -1155,8 +1157,6 @@ impl Model {
             .threads
             .entry(pull.number)
             .or_insert_with(|| Thread::new(pull.number, issue_id, &pull.author, now));
-        let was_closed = thread.state == PrState::Closed;
-        let was_merged = thread.pull.as_ref().is_some_and(|p| p.merged);
         let merged_at = match &thread.pull {
             Some(p) if p.merged && pull.merged => p.merged_at,
             _ if pull.merged => Some(now),
@@ -1169,8 +1169,8 @@ impl Model {
         thread.state = state;
         thread.updated_at = now;
         thread.closed_at = match state {
-            PrState::Closed if was_closed || was_merged => thread.closed_at.or(Some(now)),
-            PrState::Closed => Some(now),
+            // Closing keeps the time it was first closed.
+            PrState::Closed => thread.closed_at.or(Some(now)),
             PrState::Open => None,
         };
         thread.pull = Some(PullFields {
@@ -1350,18 +1350,21 @@ impl Model {
         self.next_request_seq
     }
 
-    fn record_outcome(
-        &mut self,
-        seq: u64,
-        status: u16,
-        installation_id: Option<u64>,
-        endpoint: Option<Endpoint>,
-    ) {
+    fn recorded_request(&mut self, seq: u64) -> Option<&mut RecordedRequest> {
         // Recent requests are at the end; search from there.
-        if let Some(request) = self.requests.iter_mut().rev().find(|r| r.seq == seq) {
-            request.status = status;
+        self.requests.iter_mut().rev().find(|r| r.seq == seq)
+    }
+
+    fn record_route(&mut self, seq: u64, installation_id: Option<u64>, endpoint: Option<Endpoint>) {
+        if let Some(request) = self.recorded_request(seq) {
             request.installation_id = installation_id;
             request.endpoint = endpoint;
+        }
+    }
+
+    fn record_status(&mut self, seq: u64, status: u16) {
+        if let Some(request) = self.recorded_request(seq) {
+            request.status = status;
         }
     }
 
@@ -2267,6 +2270,8 @@ impl Reply {
 
 /// What the pipeline learned about a request, for its headers and record.
 struct Exchange {
+    /// The request's record in [`Model::requests`].
+    seq: u64,
     installation_id: Option<u64>,
     endpoint: Option<Endpoint>,
     bucket: Bucket,
@@ -2303,6 +2308,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         .record_arrival(parts.method.as_str(), &path_and_query, received_at);
 
     let mut exchange = Exchange {
+        seq,
         installation_id: None,
         endpoint: None,
         bucket: Bucket::Anonymous,
@@ -2329,12 +2335,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         Some(rate) => rate,
         None => model.peek_rate(exchange.bucket),
     };
-    model.record_outcome(
-        seq,
-        reply.status.as_u16(),
-        exchange.installation_id,
-        exchange.endpoint,
-    );
+    model.record_status(seq, reply.status.as_u16());
     drop(model);
     github_response(reply, rate)
 }
@@ -2368,16 +2369,25 @@ async fn serve_api(call: &Call<'_>, method: &str, path: &str, ex: &mut Exchange)
     if let Route::AccessToken { installation_id } = route {
         ex.installation_id = Some(installation_id);
     }
-    let caller = match authenticate(call, &route, ex) {
+    let authenticated = authenticate(call, &route, ex);
+    // Recorded now, so that a request whose client hangs up before the
+    // answer (say, during a slow fault) still shows what it was for.
+    call.shared
+        .model()
+        .record_route(ex.seq, ex.installation_id, ex.endpoint);
+    let caller = match authenticated {
         Ok(caller) => caller,
         Err(reply) => return reply,
     };
 
     let fault = call.shared.model().take_fault(ex.endpoint);
-    match fault {
-        Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
-        Some(fault) => return fault_reply(call, fault, ex),
-        None => {}
+    if let Some(fault) = fault {
+        if let Fault::Slow(delay) = fault {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(reply) = fault_reply(call, fault, ex) {
+            return reply;
+        }
     }
 
     if !matches!(route, Route::RateLimit) {
@@ -2436,7 +2446,9 @@ fn plain_response(reply: Reply) -> Response {
     response
 }
 
-fn fault_reply(call: &Call<'_>, fault: Fault, ex: &mut Exchange) -> Reply {
+/// The answer a fault gives instead of the real one; `None` for
+/// [`Fault::Slow`], which only delays the real answer.
+fn fault_reply(call: &Call<'_>, fault: Fault, ex: &mut Exchange) -> Option<Reply> {
     let secondary = || {
         format!(
             "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. \
@@ -2444,9 +2456,13 @@ fn fault_reply(call: &Call<'_>, fault: Fault, ex: &mut Exchange) -> Reply {
             request_id()
         )
     };
-    match fault {
+    let reply = match fault {
         Fault::ServerError(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            // Only error statuses make sense here; anything else becomes 500.
+            let status = StatusCode::from_u16(code)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let message = match status.as_u16() {
                 500 | 502 => "Server Error",
                 503 => "Service Unavailable",
@@ -2485,24 +2501,27 @@ fn fault_reply(call: &Call<'_>, fault: Fault, ex: &mut Exchange) -> Reply {
             }
             Reply::error(StatusCode::UNAUTHORIZED, MSG_BAD_CREDENTIALS, DOCS_REST)
         }
-        // Handled by the caller, which sleeps and goes on.
-        Fault::Slow(_) => {
-            Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error", DOCS_REST)
-        }
-    }
+        Fault::Slow(_) => return None,
+    };
+    Some(reply)
 }
 
 // -- routing ------------------------------------------------------------------
 
+/// How a path names a repository: `/repos/{owner}/{name}/...` or, as in
+/// the `Link` headers GitHub sends, `/repositories/{id}/...`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct RepoPath {
-    owner: String,
-    name: String,
+enum RepoPath {
+    Named(String),
+    Id(u64),
 }
 
 impl RepoPath {
-    fn full_name(&self) -> String {
-        format!("{}/{}", self.owner, self.name)
+    fn find<'m>(&self, model: &'m Model) -> Option<&'m Repo> {
+        match self {
+            RepoPath::Named(full_name) => model.repo(full_name).ok(),
+            RepoPath::Id(id) => model.repos.values().find(|r| r.id == *id),
+        }
     }
 }
 
@@ -2552,11 +2571,33 @@ impl Route {
             .collect();
         let s: Vec<&str> = segments.iter().map(String::as_str).collect();
         let num = |text: &str| text.parse::<u64>().ok();
-        let repo = |owner: &str, name: &str| RepoPath {
-            owner: owner.to_owned(),
-            name: name.to_owned(),
+        let (repo, rest) = match s.as_slice() {
+            ["repos", owner, name, rest @ ..] => (RepoPath::Named(format!("{owner}/{name}")), rest),
+            ["repositories", id, rest @ ..] => (RepoPath::Id(num(id)?), rest),
+            _ => return Self::parse_app(method, &s),
         };
-        let route = match (method, s.as_slice()) {
+        let route = match (method, rest) {
+            ("GET", []) => Route::GetRepo(repo),
+            ("GET", ["installation"]) => Route::GetRepoInstallation(repo),
+            ("GET", ["pulls", n]) => Route::GetPull(repo, num(n)?),
+            ("GET", ["issues", n]) => Route::GetIssue(repo, num(n)?),
+            ("GET", ["issues", n, "comments"]) => Route::ListIssueComments(repo, num(n)?),
+            ("GET", ["pulls", n, "reviews"]) => Route::ListReviews(repo, num(n)?),
+            ("GET", ["pulls", n, "comments"]) => Route::ListReviewComments(repo, num(n)?),
+            ("POST", ["check-runs"]) => Route::CreateCheckRun(repo),
+            ("GET", ["check-runs", id]) => Route::GetCheckRun(repo, num(id)?),
+            ("GET", ["commits", git_ref @ .., "check-runs"]) if !git_ref.is_empty() => {
+                Route::ListCheckRunsForRef(repo, git_ref.join("/"))
+            }
+            _ => return None,
+        };
+        Some(route)
+    }
+
+    /// Routes that are not about one repository.
+    fn parse_app(method: &str, segments: &[&str]) -> Option<Route> {
+        let num = |text: &str| text.parse::<u64>().ok();
+        let route = match (method, segments) {
             ("POST", ["app", "installations", id, "access_tokens"]) => Route::AccessToken {
                 installation_id: num(id)?,
             },
@@ -2568,24 +2609,6 @@ impl Route {
                 Route::RedeliverAttempt(num(id)?)
             }
             ("GET", ["rate_limit"]) => Route::RateLimit,
-            ("GET", ["repos", o, r]) => Route::GetRepo(repo(o, r)),
-            ("GET", ["repos", o, r, "installation"]) => Route::GetRepoInstallation(repo(o, r)),
-            ("GET", ["repos", o, r, "pulls", n]) => Route::GetPull(repo(o, r), num(n)?),
-            ("GET", ["repos", o, r, "issues", n]) => Route::GetIssue(repo(o, r), num(n)?),
-            ("GET", ["repos", o, r, "issues", n, "comments"]) => {
-                Route::ListIssueComments(repo(o, r), num(n)?)
-            }
-            ("GET", ["repos", o, r, "pulls", n, "reviews"]) => {
-                Route::ListReviews(repo(o, r), num(n)?)
-            }
-            ("GET", ["repos", o, r, "pulls", n, "comments"]) => {
-                Route::ListReviewComments(repo(o, r), num(n)?)
-            }
-            ("POST", ["repos", o, r, "check-runs"]) => Route::CreateCheckRun(repo(o, r)),
-            ("GET", ["repos", o, r, "check-runs", id]) => Route::GetCheckRun(repo(o, r), num(id)?),
-            ("GET", ["repos", o, r, "commits", rest @ .., "check-runs"]) if !rest.is_empty() => {
-                Route::ListCheckRunsForRef(repo(o, r), rest.join("/"))
-            }
             _ => return None,
         };
         Some(route)
@@ -2688,11 +2711,11 @@ impl Route {
         // that does not exist: GitHub answers 404 to both.
         if let (Some(path), Caller::Installation { id, scope }) = (self.repo_path(), caller) {
             let model = call.shared.model();
-            let visible = model.repo(&path.full_name()).is_ok_and(|repo| {
+            let visible = path.find(&model).is_some_and(|repo| {
                 repo.installation_id == *id
                     && scope
                         .as_ref()
-                        .is_none_or(|s| s.contains(&repo_key(&path.full_name())))
+                        .is_none_or(|s| s.contains(&repo_key(&repo.full_name())))
             });
             if !visible {
                 return Reply::not_found(docs);
@@ -2940,8 +2963,8 @@ mod handlers {
 
     pub(super) fn repo_installation(call: &Call<'_>, path: &RepoPath, docs: &str) -> Reply {
         let model = call.shared.model();
-        match model.repo(&path.full_name()) {
-            Ok(repo) => Reply::json(
+        match path.find(&model) {
+            Some(repo) => Reply::json(
                 StatusCode::OK,
                 render::installation(
                     &call.urls,
@@ -2950,7 +2973,7 @@ mod handlers {
                     &repo.owner,
                 ),
             ),
-            Err(_) => Reply::not_found(docs),
+            None => Reply::not_found(docs),
         }
     }
 
@@ -2971,15 +2994,15 @@ mod handlers {
 
     pub(super) fn get_repo(call: &Call<'_>, path: &RepoPath, docs: &str) -> Reply {
         let model = call.shared.model();
-        match model.repo(&path.full_name()) {
-            Ok(repo) => Reply::json(StatusCode::OK, render::repo(&call.urls, repo)),
-            Err(_) => Reply::not_found(docs),
+        match path.find(&model) {
+            Some(repo) => Reply::json(StatusCode::OK, render::repo(&call.urls, repo)),
+            None => Reply::not_found(docs),
         }
     }
 
     pub(super) fn get_pull(call: &Call<'_>, path: &RepoPath, number: u64, docs: &str) -> Reply {
         let model = call.shared.model();
-        let Ok(repo) = model.repo(&path.full_name()) else {
+        let Some(repo) = path.find(&model) else {
             return Reply::not_found(docs);
         };
         match repo.threads.get(&number) {
@@ -2992,7 +3015,7 @@ mod handlers {
 
     pub(super) fn get_issue(call: &Call<'_>, path: &RepoPath, number: u64, docs: &str) -> Reply {
         let model = call.shared.model();
-        let Ok(repo) = model.repo(&path.full_name()) else {
+        let Some(repo) = path.find(&model) else {
             return Reply::not_found(docs);
         };
         match repo.threads.get(&number) {
@@ -3009,7 +3032,7 @@ mod handlers {
         docs: &str,
     ) -> Reply {
         let model = call.shared.model();
-        let Ok(repo) = model.repo(&path.full_name()) else {
+        let Some(repo) = path.find(&model) else {
             return Reply::not_found(docs);
         };
         let Some(thread) = repo.threads.get(&number) else {
@@ -3036,12 +3059,13 @@ mod handlers {
                 .collect(),
         };
         let list_path = match items {
+            // GitHub's links name the repository by id.
             ThreadItems::IssueComments => {
-                format!("/repos/{}/issues/{number}/comments", repo.full_name())
+                format!("/repositories/{}/issues/{number}/comments", repo.id)
             }
-            ThreadItems::Reviews => format!("/repos/{}/pulls/{number}/reviews", repo.full_name()),
+            ThreadItems::Reviews => format!("/repositories/{}/pulls/{number}/reviews", repo.id),
             ThreadItems::ReviewComments => {
-                format!("/repos/{}/pulls/{number}/comments", repo.full_name())
+                format!("/repositories/{}/pulls/{number}/comments", repo.id)
             }
         };
         let page = Pagination::from_query(call);
@@ -3075,10 +3099,10 @@ mod handlers {
             return Reply::not_found(docs);
         };
         let mut model = call.shared.model();
-        let key = repo_key(&path.full_name());
-        let Ok(repo) = model.repo(&path.full_name()) else {
+        let Some(repo) = path.find(&model) else {
             return Reply::not_found(docs);
         };
+        let key = repo_key(&repo.full_name());
         if !repo.commits.contains(&run.head_sha) {
             return Reply::unprocessable(
                 &format!("No commit found for SHA: {}", run.head_sha),
@@ -3103,7 +3127,8 @@ mod handlers {
             body,
             received_at: Instant::now(),
         };
-        let Ok(repo) = model.repo(&path.full_name()) else {
+        // Found above; looked up again because the ids were taken since.
+        let Some(repo) = path.find(&model) else {
             return Reply::not_found(docs);
         };
         let answer = render::check_run(&call.urls, call.shared.app_id, repo, &stored);
@@ -3113,10 +3138,10 @@ mod handlers {
 
     pub(super) fn get_check_run(call: &Call<'_>, path: &RepoPath, id: u64, docs: &str) -> Reply {
         let model = call.shared.model();
-        let key = repo_key(&path.full_name());
-        let Ok(repo) = model.repo(&path.full_name()) else {
+        let Some(repo) = path.find(&model) else {
             return Reply::not_found(docs);
         };
+        let key = repo_key(&repo.full_name());
         match model
             .check_runs
             .iter()
@@ -3162,10 +3187,10 @@ mod handlers {
         let check_name = call.query("check_name");
 
         let model = call.shared.model();
-        let key = repo_key(&path.full_name());
-        let Ok(repo) = model.repo(&path.full_name()) else {
+        let Some(repo) = path.find(&model) else {
             return Reply::not_found(docs);
         };
+        let key = repo_key(&repo.full_name());
         let Some(sha) = repo.resolve_ref(git_ref) else {
             return Reply::unprocessable(&format!("No commit found for SHA: {git_ref}"), docs);
         };
@@ -3185,7 +3210,8 @@ mod handlers {
             .iter()
             .map(|r| render::check_run(&call.urls, call.shared.app_id, repo, r))
             .collect();
-        let list_path = format!("/repos/{}/commits/{git_ref}/check-runs", repo.full_name());
+        // GitHub's links name the repository by id.
+        let list_path = format!("/repositories/{}/commits/{git_ref}/check-runs", repo.id);
         let page = Pagination::from_query(call);
         let (slice, link) = page.apply(&all, call, &list_path);
         let reply = Reply::json(
@@ -4104,6 +4130,13 @@ fn user_id(login: &str) -> u64 {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
     1_000_000 + hash % 90_000_000
+}
+
+/// Installations still have a classic (v1) node id in webhook payloads:
+/// base64 of `023:IntegrationInstallation{id}`.
+fn installation_node_id(id: u64) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("023:IntegrationInstallation{id}"))
 }
 
 fn node_id(prefix: &str, id: u64) -> String {
