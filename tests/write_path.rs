@@ -422,3 +422,27 @@ async fn a_store_that_cannot_record_answers_503() {
     bot.shutdown().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_token_is_renewed_shortly_before_it_expires() {
+    let bot = TestBot::start().await;
+    // Tokens live 33 s; the client renews those with less than 30 s left.
+    bot.github.set_token_ttl(Duration::from_secs(33));
+    seed(&bot.github, 1, "octo/a", 1..=3);
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    bot.check_runs_arrived("octo/a", 1).await;
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 2))
+        .await;
+    bot.check_runs_arrived("octo/a", 2).await;
+    assert_eq!(bot.github.tokens_issued().len(), 1, "still fresh: reused");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 3))
+        .await;
+    bot.check_runs_arrived("octo/a", 3).await;
+    assert_eq!(bot.github.tokens_issued().len(), 2, "renewed before expiry");
+    assert!(
+        bot.github.requests().iter().all(|r| r.status != 401),
+        "never used an expired token"
+    );
+}
