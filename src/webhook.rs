@@ -169,12 +169,15 @@ enum Accepted {
 fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, Rejection> {
     let secret = crate::config::secret_bytes(&state.config.webhook_secret);
     let delivery = verify(headers, body, secret)?;
-    // Parse once as generic JSON so that "not JSON" and "not the shape of
-    // this event" are told apart.
-    serde_json::from_slice::<serde::de::IgnoredAny>(&delivery.payload)
-        .map_err(|e| Rejection::MalformedJson(e.to_string()))?;
-    let event = Event::decode(&delivery.event, &delivery.payload)
-        .map_err(|e| Rejection::MalformedPayload(e.to_string()))?;
+    let event = Event::decode(&delivery.event, &delivery.payload).map_err(|e| {
+        // The first pass reads the whole document, so bad JSON shows as a
+        // syntax error, apart from JSON of the wrong shape.
+        if e.source.is_syntax() || e.source.is_eof() {
+            Rejection::MalformedJson(e.source.to_string())
+        } else {
+            Rejection::MalformedPayload(e.to_string())
+        }
+    })?;
     state.stats.deliveries.fetch_add(1, Ordering::Relaxed);
     log_received(&delivery, &event);
 
