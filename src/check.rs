@@ -74,30 +74,30 @@ impl CheckRunRequest {
     pub fn for_tasks(head_sha: &str, tasks: &TaskList, now: DateTime<Utc>) -> CheckRunRequest {
         let output = tasks.render();
         if tasks.is_complete() {
-            CheckRunRequest {
-                name: CHECK_NAME,
-                head_sha: head_sha.to_owned(),
-                status: "completed",
-                conclusion: Some("success"),
-                started_at: None,
-                completed_at: Some(timestamp(now)),
-                output,
-            }
-        } else {
-            CheckRunRequest {
-                name: CHECK_NAME,
-                head_sha: head_sha.to_owned(),
-                status: "in_progress",
-                conclusion: None,
-                started_at: Some(timestamp(now)),
-                completed_at: None,
-                output,
-            }
+            return CheckRunRequest::success(head_sha, output, now);
+        }
+        CheckRunRequest {
+            name: CHECK_NAME,
+            head_sha: head_sha.to_owned(),
+            status: "in_progress",
+            conclusion: None,
+            started_at: Some(timestamp(now)),
+            completed_at: None,
+            output,
         }
     }
 
     /// The immediate success for a merge queue's merge commit.
     pub fn merge_group(head_sha: &str, now: DateTime<Utc>) -> CheckRunRequest {
+        let output = CheckOutput {
+            title: "All tasks already verified".into(),
+            summary: "Tasks were already checked before this PR entered the merge queue".into(),
+            text: String::new(),
+        };
+        CheckRunRequest::success(head_sha, output, now)
+    }
+
+    fn success(head_sha: &str, output: CheckOutput, now: DateTime<Utc>) -> CheckRunRequest {
         CheckRunRequest {
             name: CHECK_NAME,
             head_sha: head_sha.to_owned(),
@@ -105,11 +105,7 @@ impl CheckRunRequest {
             conclusion: Some("success"),
             started_at: None,
             completed_at: Some(timestamp(now)),
-            output: CheckOutput {
-                title: "All tasks already verified".into(),
-                summary: "Tasks were already checked before this PR entered the merge queue".into(),
-                text: String::new(),
-            },
+            output,
         }
     }
 
