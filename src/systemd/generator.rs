@@ -418,14 +418,20 @@ fn write_file(dir: &Path, name: &str, contents: &str) -> anyhow::Result<()> {
 }
 
 /// Generators log to the kernel log (systemd.generator(7)); `<4>` is the
-/// warning level. Falls back to stderr where /dev/kmsg cannot be written.
+/// warning level. Where /dev/kmsg cannot be written (a container), the
+/// message goes to /dev/console, as systemd's own generators do, and to
+/// stderr as a last resort (PID 1 runs generators with stderr on /dev/null).
 fn kmsg_warning(message: &str) {
     let line = Line(message);
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/kmsg")
-        .and_then(|mut kmsg| kmsg.write_all(format!("<4>{line}\n").as_bytes()));
-    if written.is_err() {
+    let write = |path: &str, text: String| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut device| device.write_all(text.as_bytes()))
+    };
+    if write("/dev/kmsg", format!("<4>{line}\n")).is_err()
+        && write("/dev/console", format!("{line}\n")).is_err()
+    {
         eprintln!("{line}");
     }
 }

@@ -1,0 +1,522 @@
+#!/usr/bin/env bash
+# End-to-end test of task-list-bot under a real systemd.
+#
+#   tests/systemd/e2e.sh --bot target/release/task-list-bot \
+#                        --fake target/release/examples/fake_github
+#
+# Boots systemd in a throw-away container (container.sh), installs the binary,
+# the units of systemd/, the generator link, /etc/default/task-list-bot and
+# the credentials, runs the fake GitHub on the host (the container shares the
+# host's network) and checks what only systemd can show: the units verify and
+# are hardened, WEB_CONCURRENCY workers share one socket, deliveries are spread
+# and processed once, the per-worker write rate adds up, crashed and hung
+# workers come back, a broken worker does not take the socket down, stopping
+# drains queued writes, scaling through the settings file, socket activation.
+#
+# Prints one `ok - …` / `not ok - …` line per check, `# …` diagnostics, and
+# `N passed, M failed` last; exits non-zero on any failure. Needs root,
+# systemd-nspawn (package systemd-container, installed when missing), nsenter,
+# curl and python3. About 70 s; everything is bounded by timeouts and the
+# whole run by E2E_TIMEOUT seconds (default 720). On failure the container's
+# journal is kept in E2E_ARTIFACTS (default: a directory under /tmp, printed).
+
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=container.sh
+source "$HERE/container.sh"
+
+BOT=""
+FAKE=""
+while (($#)); do
+    case $1 in
+        --bot) BOT=$2; shift 2 ;;
+        --fake) FAKE=$2; shift 2 ;;
+        -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+if [[ -z $BOT || -z $FAKE ]]; then
+    echo "usage: $0 --bot BIN --fake FAKE_BIN" >&2
+    exit 2
+fi
+BOT=$(realpath "$BOT") && FAKE=$(realpath "$FAKE") || exit 2
+[[ -x $BOT && -x $FAKE ]] || { echo "not executable: $BOT or $FAKE" >&2; exit 2; }
+if ((EUID != 0)); then
+    echo "must run as root (mounts, systemd-nspawn)" >&2
+    exit 2
+fi
+if ! command -v systemd-nspawn >/dev/null; then
+    echo "# installing systemd-container (systemd-nspawn)"
+    { apt-get update -q && apt-get install -y -q systemd-container; } >/dev/null || exit 2
+fi
+for tool in nsenter curl python3 mountpoint; do
+    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
+done
+
+PY=(python3 "$HERE/webhooks.py")
+WORK=$(mktemp -d /tmp/task-list-bot-e2e.XXXXXX)
+ARTIFACTS=${E2E_ARTIFACTS:-$WORK/artifacts}
+mkdir -p "$ARTIFACTS" "$WORK/stage"
+NAME=task-list-bot-e2e-$$
+PASSED=0
+FAILED=0
+FAKE_PID=""
+GUARD_PID=""
+SENDER_PID=""   # background traffic of the kill -9 check
+
+ok() { echo "ok - $*"; PASSED=$((PASSED + 1)); }
+not_ok() { echo "not ok - $*"; FAILED=$((FAILED + 1)); }
+note() { sed 's/^/# /'; }
+# check DESCRIPTION CMD...: one line for the outcome of CMD.
+check() {
+    local description=$1
+    shift
+    if "$@"; then ok "$description"; else not_ok "$description"; fi
+}
+# wait_for SECONDS CMD...: run CMD every half second until it succeeds.
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
+}
+prop() { ct systemctl show -p "$2" --value "$1"; }
+# Predicates for wait_for.
+state_is() { [[ $(prop "$1" ActiveState) == "$2" ]]; }
+restarted_since() { state_is "$1" active && (($(prop "$1" NRestarts) > $2)); }
+restarts_at_least() { (($(prop "$1" NRestarts) >= $2)); }
+journal_has() { ct journalctl --no-pager -o cat -u "$1" --since "@$2" | grep -qF "$3"; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [[ -n $GUARD_PID ]] && kill "$GUARD_PID" 2>/dev/null
+    [[ -n $SENDER_PID ]] && kill "$SENDER_PID" 2>/dev/null
+    if [[ -n $CT_PID ]] && ((FAILED > 0 || rc != 0)) || [[ -n $CT_PID && -n ${E2E_ARTIFACTS:-} ]]; then
+        ct journalctl -b --no-pager -o short-precise >"$ARTIFACTS/journal.txt" 2>&1
+        ct journalctl -b --no-pager -o json -u 'bot@*' -u bot.socket >"$ARTIFACTS/journal-bot.json" 2>&1
+        echo "# last lines of the workers' journal (all of it in $ARTIFACTS/journal.txt):"
+        ct journalctl -b --no-pager -o short-precise -u 'bot@*' -u bot.socket -n 80 | note
+        [[ -s $WORK/console.log ]] && cp "$WORK/console.log" "$ARTIFACTS/"
+        [[ -s $WORK/fake.log ]] && cp "$WORK/fake.log" "$ARTIFACTS/" && {
+            echo "# last lines of the fake GitHub's log:"
+            tail -n 20 "$WORK/fake.log" | note
+        }
+    fi
+    ct_stop
+    if [[ -n $FAKE_PID ]]; then
+        kill "$FAKE_PID" 2>/dev/null
+        wait "$FAKE_PID" 2>/dev/null
+    fi
+    echo "# finished in $SECONDS s"
+    if ((FAILED > 0 || rc != 0)) || [[ -n ${E2E_ARTIFACTS:-} ]]; then
+        echo "# artifacts kept in $ARTIFACTS"
+        [[ $ARTIFACTS == "$WORK"/* ]] && find "$WORK" -mindepth 1 -maxdepth 1 ! -name artifacts -exec rm -rf {} +
+    else
+        rm -rf "$WORK"
+    fi
+    echo "$PASSED passed, $FAILED failed"
+    if ((FAILED > 0 && rc == 0)); then rc=1; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'not_ok "the run was interrupted (a signal, or E2E_TIMEOUT)"; exit 130' INT TERM
+# The whole run is bounded: the guard interrupts a step that hangs anyway.
+(
+    end=$((SECONDS + ${E2E_TIMEOUT:-720}))
+    while ((SECONDS < end)); do sleep 2; done
+    echo "# E2E_TIMEOUT (${E2E_TIMEOUT:-720} s) reached"
+    kill -TERM $$
+) &
+GUARD_PID=$!
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+BOT_PORT=$(free_port)
+FAKE_PORT=$(free_port)
+while [[ $FAKE_PORT == "$BOT_PORT" ]]; do FAKE_PORT=$(free_port); done
+BOT_URL=http://127.0.0.1:$BOT_PORT
+FAKE_URL=http://127.0.0.1:$FAKE_PORT
+SECRET_FILE=$WORK/stage/webhook-secret
+
+# --- setup -------------------------------------------------------------------
+
+# The fake's received_ms counts from its start.
+FAKE_T0_MS=$(date +%s%3N)
+"$FAKE" --listen "127.0.0.1:$FAKE_PORT" --app-id 1 \
+    --public-key "$REPO/tests/data/test-app-key.pub.pem" >"$WORK/fake.log" 2>&1 &
+FAKE_PID=$!
+if ! "${PY[@]}" wait-http --url "$FAKE_URL/_fake/health" --timeout 20; then
+    note <"$WORK/fake.log"
+    not_ok "start the fake GitHub"
+    exit 1
+fi
+echo "# fake GitHub on $FAKE_URL (pid $FAKE_PID)"
+
+cp "$BOT" "$WORK/stage/task-list-bot"
+cp "$REPO/systemd/bot.socket" "$REPO/systemd/bot@.service" "$REPO/systemd/bot.target" "$WORK/stage/"
+cp "$REPO/tests/data/test-app-key.pem" "$WORK/stage/private-key.pem"
+python3 -c 'import secrets; print(secrets.token_hex(20), end="")' >"$SECRET_FILE"
+cat >"$WORK/stage/task-list-bot.default" <<EOF
+# /etc/default/task-list-bot for the end-to-end test
+APP_ID=1
+GHE_HOST=127.0.0.1:$FAKE_PORT
+GHE_PROTOCOL=http
+LOG_LEVEL=info
+WRITE_RATE=1
+DRAIN_TIMEOUT=20
+WEB_CONCURRENCY=4
+HOST=127.0.0.1
+PORT=$BOT_PORT
+EOF
+chmod -R a+rX "$WORK/stage"
+
+if ! ct_boot "$NAME" "$WORK/stage" "$WORK/console.log"; then
+    not_ok "boot systemd in a container"
+    exit 1
+fi
+
+install_and_start() {
+    ct sh -euc '
+        install -m 0755 /e2e/task-list-bot /usr/bin/task-list-bot
+        install -m 0644 /e2e/bot.socket /e2e/bot@.service /e2e/bot.target /usr/lib/systemd/system/
+        ln -sf /usr/bin/task-list-bot /usr/lib/systemd/system-generators/task-list-bot-generator
+        install -d -m 0755 /etc/task-list-bot
+        install -m 0600 /e2e/private-key.pem /etc/task-list-bot/private-key.pem
+        install -m 0600 /e2e/webhook-secret /etc/task-list-bot/webhook-secret
+        install -m 0644 /e2e/task-list-bot.default /etc/default/task-list-bot
+        systemctl daemon-reload
+        systemctl enable --quiet bot.socket bot.target
+        systemctl start bot.target
+    '
+}
+if ! install_and_start 2>&1 | note; then
+    not_ok "install the units and start bot.target"
+    exit 1
+fi
+
+# --- helpers for the checks --------------------------------------------------
+
+# The running bot@ instances, as "1 2 3 4".
+running_workers() {
+    ct systemctl list-units 'bot@*.service' --state=active --no-legend --plain |
+        sed -n 's/^bot@\([0-9]*\)\.service .*/\1/p' | sort -n | tr '\n' ' ' | sed 's/ $//'
+}
+workers_are() { [[ $(running_workers) == "$1" ]]; }
+all_stopped() { [[ -z $(running_workers) ]] && ! ct systemctl list-units 'bot@*.service' --state=deactivating,activating --no-legend --plain | grep -q .; }
+set_workers() { ct sed -i "s/^WEB_CONCURRENCY=.*/WEB_CONCURRENCY=$1/" /etc/default/task-list-bot; }
+journal_since() { ct journalctl --no-pager -o json --since "@$1" "${@:2}" >"$WORK/journal.json"; }
+now() { date +%s; }
+# deliveries PREFIX SENT_JSON MIN_WORKERS: every accepted delivery logged once.
+deliveries() {
+    local prefix=$1 sent=$2 min=$3 since=$4 out
+    for _ in $(seq 1 20); do
+        journal_since "$since" -u 'bot@*'
+        if out=$("${PY[@]}" deliveries --journal "$WORK/journal.json" --sent "$sent" \
+            --prefix "$prefix" --min-workers "$min" --out "$WORK/$prefix.deliveries.json"); then
+            echo "$out" | note
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "$out" | note
+    return 1
+}
+send() { "${PY[@]}" send --url "$BOT_URL/" --secret-file "$SECRET_FILE" "$@"; }
+sent_ok() { python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d["failed"] == 0 and d["ok"] > 0 else 1)' "$1"; }
+
+# --- 1. the units ------------------------------------------------------------
+
+verify_units() {
+    local out
+    out=$(ct sh -c 'cd /usr/lib/systemd/system && systemd-analyze verify bot.socket bot.target bot@.service bot@1.service' 2>&1)
+    local rc=$?
+    [[ -n $out ]] && echo "$out" | note
+    [[ $rc == 0 && -z $out ]]
+}
+check "systemd-analyze verify is clean for bot.socket, bot.target, bot@.service" verify_units
+
+security_score() {
+    local out score
+    out=$(ct systemd-analyze security --no-pager bot@1.service 2>&1)
+    echo "$out" | note
+    score=$(echo "$out" | sed -n 's/.*Overall exposure level for bot@1.service: \([0-9.]*\).*/\1/p')
+    echo "security score of bot@1.service: ${score:-none} (at most 2.0 required)" | note
+    [[ -n $score ]] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'
+}
+check "systemd-analyze security bot@1.service scores 2.0 or lower" security_score
+
+# --- 2. the fleet ------------------------------------------------------------
+
+four_ready() {
+    wait_for 30 workers_are "1 2 3 4" || { echo "running: $(running_workers)" | note; return 1; }
+    local i state
+    for i in 1 2 3 4; do
+        # Type=notify: "active (running)" only after READY=1.
+        state=$(ct systemctl show -p Type -p ActiveState -p SubState -p StatusText "bot@$i.service" | tr '\n' ' ')
+        echo "bot@$i: $state" | note
+        [[ $state == *"Type=notify"* && $state == *"ActiveState=active"* && $state == *"SubState=running"* ]] || return 1
+    done
+    local links
+    links=$(ct ls /run/systemd/generator/bot.target.wants | tr '\n' ' ')
+    echo "generator links: $links" | note
+    [[ $links == "bot@1.service bot@2.service bot@3.service bot@4.service " ]]
+}
+check "4 workers active and READY (WEB_CONCURRENCY=4 through the generator)" four_ready
+
+socket_follows_config() {
+    local listen
+    listen=$(prop bot.socket Listen)
+    echo "bot.socket Listen=$listen" | note
+    [[ $listen == "127.0.0.1:$BOT_PORT (Stream)" ]]
+}
+check "bot.socket listens on HOST:PORT from /etc/default/task-list-bot" socket_follows_config
+
+shared_state() {
+    # DynamicUser=yes with one User= name: every instance runs as the same
+    # UID and sees the same StateDirectory.
+    local i pid uids=() owner
+    for i in 1 2 3 4; do
+        pid=$(prop "bot@$i.service" MainPID)
+        uids+=("$(ct stat -c %u "/proc/$pid")")
+    done
+    owner=$(ct stat -c '%u %a %N' /var/lib/private/task-list-bot /var/lib/task-list-bot | tr '\n' ' ')
+    echo "worker UIDs: ${uids[*]}; state directory: $owner" | note
+    [[ ${uids[0]} =~ ^[0-9]+$ && ${uids[0]} != 0 ]] || return 1
+    for i in 1 2 3; do [[ ${uids[$i]} == "${uids[0]}" ]] || return 1; done
+    [[ $owner == "${uids[0]} 700 '/var/lib/private/task-list-bot'"* && $owner == *"'/var/lib/task-list-bot' -> 'private/task-list-bot'"* ]]
+}
+check "all workers run as one dynamic user and share /var/lib/task-list-bot" shared_state
+
+status_line() {
+    local line
+    # (stderr: in the container systemctl cannot always list the cgroup.)
+    line=$(ct systemctl status --no-pager bot@2.service 2>/dev/null | grep -m1 '^ *Status: ')
+    echo "${line:-no Status: line}" | note
+    [[ -n $line ]]
+}
+check "systemctl status bot@2 shows the worker's STATUS= line" status_line
+
+ping_health() {
+    local pong health
+    pong=$(curl -sS -m 10 "$BOT_URL/ping")
+    health=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "$BOT_URL/health")
+    echo "GET /ping: $pong, GET /health: $health" | note
+    [[ $pong == PONG && $health == 200 ]]
+}
+check "GET /ping answers PONG and GET /health 200 through the socket" ping_health
+
+# --- 3. deliveries -----------------------------------------------------------
+
+spread_once() {
+    local since
+    since=$(now)
+    # Paced: an unpaced burst mostly lands on one worker (every idle worker
+    # is woken, the one that is already running wins accept()).
+    send --kind ping --count 200 --rate 25 --concurrency 8 --id-prefix spread --out "$WORK/spread.json" | note
+    sent_ok "$WORK/spread.json" || return 1
+    deliveries spread "$WORK/spread.json" 4 "$since"
+}
+check "200 signed deliveries: all accepted, each logged once, spread over all 4 workers" spread_once
+
+burst_rate() {
+    "${PY[@]}" seed --fake "$FAKE_URL" --installation 4201 --repo e2e/burst --prs 20 | note || return 1
+    send --kind pr --installation 4201 --repo e2e/burst --count 20 --concurrency 20 \
+        --id-prefix burst --out "$WORK/burst.json" | note
+    sent_ok "$WORK/burst.json" || return 1
+    "${PY[@]}" check-runs --fake "$FAKE_URL" --installation 4201 --repo e2e/burst --prs 20 \
+        --timeout 40 --out "$WORK/burst.rate.json" | note || return 1
+    local rate
+    rate=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("rate_per_s", 0))' "$WORK/burst.rate.json")
+    echo "burst of 20 writes for one installation: $rate check runs/s (4 workers x WRITE_RATE=1; one worker alone: 1/s)" | note
+    awk -v r="$rate" 'BEGIN { exit !(r > 2.0) }'
+}
+check "a burst of 20 writes for one installation reaches GitHub at about 4/s, not 1/s" burst_rate
+
+# --- 4. failures -------------------------------------------------------------
+
+kill_worker() {
+    local since before pid after
+    since=$(now)
+    before=$(prop bot@2.service NRestarts)
+    send --kind ping --duration 12 --rate 20 --concurrency 4 --id-prefix kill \
+        --out "$WORK/kill.json" >"$WORK/kill.out" &
+    SENDER_PID=$!
+    sleep 3
+    pid=$(prop bot@2.service MainPID)
+    echo "kill -9 bot@2 (pid $pid in the container) during traffic; NRestarts was $before" | note
+    # MainPID=0 means no process: `kill -9 0` would hit this script's group.
+    if [[ $pid =~ ^[1-9][0-9]*$ ]]; then
+        ct kill -9 "$pid"
+    else
+        echo "bot@2 has no main process" | note
+    fi
+    wait "$SENDER_PID"
+    SENDER_PID=""
+    note <"$WORK/kill.out"
+    local okay=0
+    sent_ok "$WORK/kill.json" || okay=1
+    wait_for 20 restarted_since bot@2.service "$before" || {
+        echo "bot@2: $(prop bot@2.service ActiveState), NRestarts=$(prop bot@2.service NRestarts)" | note
+        okay=1
+    }
+    after=$(prop bot@2.service NRestarts)
+    echo "bot@2 active again, NRestarts $before -> $after" | note
+    deliveries kill "$WORK/kill.json" 0 "$since" || okay=1
+    return $okay
+}
+check "kill -9 of a worker under traffic: no delivery refused or failed, systemd restarts it" kill_worker
+
+broken_worker() {
+    local okay=0
+    ct sh -c 'mkdir -p /run/systemd/system/bot@3.service.d && printf "[Service]\nLoadCredential=broken:/etc/task-list-bot/missing-on-purpose\n" >/run/systemd/system/bot@3.service.d/99-e2e-broken.conf && systemctl daemon-reload'
+    ct systemctl restart bot@3.service 2>/dev/null && { echo "bot@3 started despite the missing credential" | note; okay=1; }
+    wait_for 15 state_is bot@3.service failed
+    sleep 5 # RestartSec=2s: a restart would show by now
+    local state
+    state=$(ct systemctl show -p ActiveState -p Result -p ExecMainStatus -p NRestarts bot@3.service | tr '\n' ' ')
+    echo "bot@3: $state" | note
+    [[ $state == *"ActiveState=failed"* && $state == *"ExecMainStatus=243"* && $state == *"NRestarts=0"* ]] || okay=1
+    local socket
+    socket=$(ct systemctl show -p ActiveState -p Result bot.socket | tr '\n' ' ')
+    echo "bot.socket: $socket; running workers: $(running_workers)" | note
+    [[ $socket == *"ActiveState=active"* && $socket == *"Result=success"* ]] || okay=1
+    workers_are "1 2 4" || okay=1
+    send --kind ping --count 40 --concurrency 4 --id-prefix broken --out "$WORK/broken.json" | note
+    sent_ok "$WORK/broken.json" || okay=1
+    return $okay
+}
+check "a worker missing its credential fails once (243/CREDENTIALS, no restart loop); the others serve" broken_worker
+
+crash_loop() {
+    local okay=0 n
+    ct sh -c 'printf "[Service]\nExecStartPre=/bin/false\n" >/run/systemd/system/bot@3.service.d/99-e2e-broken.conf && systemctl daemon-reload && systemctl reset-failed bot@3.service'
+    ct systemctl start --no-block bot@3.service
+    # With the old StartLimitBurst=5 the 6th start would hit the start limit,
+    # which systemd 252 propagates to bot.socket (it closes the socket).
+    wait_for 25 restarts_at_least bot@3.service 6 || okay=1
+    n=$(prop bot@3.service NRestarts)
+    local socket
+    socket=$(ct systemctl show -p ActiveState -p SubState -p Result bot.socket | tr '\n' ' ')
+    echo "bot@3 restarted $n times, Result=$(prop bot@3.service Result); bot.socket: $socket" | note
+    [[ $socket == *"ActiveState=active"* && $socket == *"Result=success"* ]] || okay=1
+    send --kind ping --count 40 --concurrency 4 --id-prefix crashloop --out "$WORK/crashloop.json" | note
+    sent_ok "$WORK/crashloop.json" || okay=1
+    # Repair: drop-in gone, worker back.
+    ct sh -c 'rm -rf /run/systemd/system/bot@3.service.d && systemctl daemon-reload && systemctl reset-failed bot@3.service; systemctl restart bot@3.service'
+    wait_for 20 workers_are "1 2 3 4" || { echo "after repair: $(running_workers)" | note; okay=1; }
+    return $okay
+}
+check "a crash-looping worker is retried without end and never takes bot.socket down; repaired with reset-failed" crash_loop
+
+watchdog() {
+    local okay=0 since before
+    since=$(now)
+    ct sh -c 'mkdir -p /run/systemd/system/bot@4.service.d && printf "[Service]\nEnvironment=TASK_LIST_BOT_FAULT=stall-runtime-after=3\n" >/run/systemd/system/bot@4.service.d/99-e2e-stall.conf && systemctl daemon-reload'
+    ct systemctl restart bot@4.service || okay=1
+    before=$(prop bot@4.service NRestarts)
+    # 3 s until the stall, WatchdogSec=10s, RestartSec=2s.
+    wait_for 40 journal_has bot@4.service "$since" "Failed with result 'watchdog'" || okay=1
+    ct journalctl --no-pager -u bot@4.service --since "@$since" -o cat |
+        grep -E "Watchdog timeout|SIGABRT|status=6/ABRT|Failed with result|Scheduled restart" | note
+    ct journalctl --no-pager -u bot@4.service --since "@$since" -o cat | grep -qE 'SIGABRT|status=6/ABRT' || okay=1
+    wait_for 15 restarted_since bot@4.service "$before" || okay=1
+    echo "bot@4: $(prop bot@4.service ActiveState), NRestarts $before -> $(prop bot@4.service NRestarts)" | note
+    ct sh -c 'rm -rf /run/systemd/system/bot@4.service.d && systemctl daemon-reload && systemctl restart bot@4.service'
+    wait_for 20 workers_are "1 2 3 4" || okay=1
+    return $okay
+}
+check "a worker whose runtime stalls is killed by the watchdog (SIGABRT, result watchdog) and restarted" watchdog
+
+# --- 5. operations -----------------------------------------------------------
+
+scale() {
+    local okay=0
+    set_workers 2
+    ct sh -c 'systemctl daemon-reload && systemctl restart bot.target' || okay=1
+    wait_for 40 workers_are "1 2" || okay=1
+    echo "WEB_CONCURRENCY=2: running $(running_workers)" | note
+    set_workers 6
+    ct sh -c 'systemctl daemon-reload && systemctl restart bot.target' || okay=1
+    wait_for 40 workers_are "1 2 3 4 5 6" || okay=1
+    echo "WEB_CONCURRENCY=6: running $(running_workers)" | note
+    send --kind ping --count 60 --concurrency 6 --id-prefix scale --out "$WORK/scale.json" | note
+    sent_ok "$WORK/scale.json" || okay=1
+    # A bad value: the generator reports it and falls back to 4, never 0.
+    set_workers lots
+    ct sh -c 'systemctl daemon-reload && systemctl restart bot.target' || okay=1
+    wait_for 40 workers_are "1 2 3 4" || okay=1
+    echo "WEB_CONCURRENCY=lots: running $(running_workers)" | note
+    # No /dev/kmsg in the container: the generator's report goes to PID 1's
+    # stderr, the container's console.
+    local report
+    report=$(grep -a -m1 -o 'task-list-bot-generator: .*WEB_CONCURRENCY="lots".*' "$WORK/console.log" | tr -d '\r')
+    echo "generator: ${report:-no report on the console}" | note
+    [[ -n $report ]] || okay=1
+    set_workers 4
+    ct systemctl daemon-reload || okay=1
+    return $okay
+}
+check "scaling 4 -> 2 -> 6 through WEB_CONCURRENCY, daemon-reload and restart bot.target; a bad value means 4" scale
+
+drain_on_stop() {
+    local okay=0 stop_ms t0
+    "${PY[@]}" seed --fake "$FAKE_URL" --installation 4202 --repo e2e/drain --prs 16 | note || return 1
+    send --kind pr --installation 4202 --repo e2e/drain --count 16 --concurrency 16 \
+        --id-prefix drain --out "$WORK/drain.json" | note
+    sent_ok "$WORK/drain.json" || okay=1
+    stop_ms=$(date +%s%3N)
+    t0=$SECONDS
+    ct systemctl stop bot.target || okay=1
+    # stop bot.target returns once the target is down; the workers drain on.
+    wait_for 40 all_stopped || { echo "still running: $(running_workers)" | note; okay=1; }
+    echo "all workers stopped $((SECONDS - t0)) s after systemctl stop bot.target" | note
+    "${PY[@]}" check-runs --fake "$FAKE_URL" --installation 4202 --repo e2e/drain --prs 16 \
+        --timeout 1 --after-ms "$stop_ms" --fake-t0-ms "$FAKE_T0_MS" --out "$WORK/drain.runs.json" | note || okay=1
+    local after
+    after=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("after", 0))' "$WORK/drain.runs.json")
+    if ((after == 0)); then
+        echo "no write was still queued when the stop came: the drain was not exercised" | note
+        okay=1
+    fi
+    local i state
+    for i in 1 2 3 4; do
+        state=$(ct systemctl show -p Result -p ExecMainCode -p ExecMainStatus "bot@$i.service" | tr '\n' ' ')
+        echo "bot@$i: $state" | note
+        # Exited by itself (code 1 = CLD_EXITED) with status 0: drained, not killed.
+        [[ $state == *"Result=success"* && $state == *"ExecMainCode=1"* && $state == *"ExecMainStatus=0"* ]] || okay=1
+    done
+    return $okay
+}
+check "systemctl stop bot.target with writes queued: every write reaches GitHub before the workers exit 0" drain_on_stop
+
+socket_activation() {
+    local okay=0 pong
+    all_stopped || { echo "workers still running: $(running_workers)" | note; okay=1; }
+    echo "bot.socket: $(prop bot.socket ActiveState)/$(prop bot.socket SubState)" | note
+    pong=$(curl -sS -m 30 "$BOT_URL/ping")
+    echo "GET /ping with no worker running: ${pong:-no answer}" | note
+    [[ $pong == PONG ]] || okay=1
+    wait_for 10 workers_are "1" || okay=1
+    echo "running after the connection: $(running_workers)" | note
+    return $okay
+}
+check "a connection while no worker runs starts bot@1 (socket activation) and is answered" socket_activation
+
+# --- 6. the whole run --------------------------------------------------------
+
+worker_errors() {
+    # Everything the workers logged at priority err or worse since boot
+    # (systemd's own messages about the faults injected above are not theirs).
+    ct journalctl -b --no-pager -o short-precise SYSLOG_IDENTIFIER=task-list-bot -p err >"$WORK/errors.txt"
+    if grep -v -e '^-- No entries --$' "$WORK/errors.txt" | grep -q .; then
+        note <"$WORK/errors.txt"
+        return 1
+    fi
+}
+check "the workers logged no error during the whole run" worker_errors
