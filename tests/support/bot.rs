@@ -215,11 +215,16 @@ impl TestBot {
         }
     }
 
-    /// Stops the bot as SIGTERM would and waits for it to finish draining.
-    pub async fn shutdown(mut self) {
+    /// Signals the bot to stop, as SIGTERM would, without waiting.
+    pub fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Stops the bot as SIGTERM would and waits for it to finish draining.
+    pub async fn shutdown(mut self) {
+        self.begin_shutdown();
         if let Some(server) = self.server.take() {
             server
                 .await
@@ -231,7 +236,7 @@ impl TestBot {
 
 impl Drop for TestBot {
     fn drop(&mut self) {
-        if let Some(server) = &self.server {
+        if let (Some(server), Some(_)) = (&self.server, &self.stop) {
             assert!(
                 !server.is_finished() || std::thread::panicking(),
                 "the bot stopped by itself during the test"

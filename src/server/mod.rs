@@ -1,6 +1,8 @@
 //! [`run`]: serve webhooks on a listener until the shutdown future fires,
-//! then stop accepting, finish the requests in flight, and drain the queued
-//! checks within the configured time.
+//! then stop accepting, answer every connection already accepted, and drain
+//! the queued checks within the configured time.
+
+mod connections;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -120,15 +122,16 @@ pub async fn run(
         let drain = bot.state.config.drain_timeout;
         tokio::spawn(worker.run(stop, drain))
     });
+    let stop_accepting = CancellationToken::new();
     let draining = Arc::clone(&bot.state.draining);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            draining.store(true, Ordering::Relaxed);
-            tracing::info!("stopping: no new connections, finishing requests in flight");
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("serving HTTP: {e}"))?;
+    let signal = stop_accepting.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        draining.store(true, Ordering::Relaxed);
+        tracing::info!("stopping: no new connections, answering those in hand");
+        signal.cancel();
+    });
+    connections::serve(listener, router, stop_accepting).await;
     stop_worker.cancel();
     if let Some(worker) = worker {
         worker
