@@ -110,6 +110,7 @@ fn generate(normal_dir: Option<&Path>) -> ExitCode {
 }
 
 fn serve(mut settings: Settings) -> ExitCode {
+    limit_malloc_arenas();
     if settings.state_directory.is_none() {
         settings.state_directory = default_state_directory();
     }
@@ -166,6 +167,7 @@ async fn run(
     let address = listener.local_addr()?;
     let dry_run = config.dry_run;
     let worker = config.worker.clone();
+    let shutdown = shutdown_signal()?;
     let bot = Bot::new(config)?;
     systemd::spawn_watchdog();
     systemd::spawn_status(bot.stats(), bot.pending());
@@ -179,24 +181,25 @@ async fn run(
         "listening"
     );
     systemd::notify_ready(&format!("listening on {address}"));
-    server::run(listener, bot, shutdown_signal()).await
+    server::run(listener, bot, shutdown).await
 }
 
-/// Resolves on SIGTERM or SIGINT, after telling systemd we are stopping.
-async fn shutdown_signal() {
+/// A future that resolves on SIGTERM or SIGINT, after telling systemd we
+/// are stopping. The handlers are installed here, at once: a signal that
+/// arrives before the future is first polled is still caught, not left to
+/// the default action (which would kill the worker without a drain).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use anyhow::Context as _;
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGTERM");
-            return std::future::pending().await;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    systemd::notify_stopping();
+        systemd::notify_stopping();
+    })
 }
 
 fn redeliver(mut settings: Settings, since_hours: u64) -> ExitCode {
@@ -283,6 +286,17 @@ fn man_page() -> ExitCode {
             eprintln!("task-list-bot man: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc gives each thread that allocates its own malloc arena; a worker
+/// runs a handful of threads and needs no more than two, and each arena
+/// holds memory of its own.
+fn limit_malloc_arenas() {
+    // SAFETY: called before any other thread exists; mallopt only tunes
+    // the allocator.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

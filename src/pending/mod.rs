@@ -21,6 +21,13 @@ use crate::github::{InstallationId, PullRequestRef, RepoName};
 
 pub use sqlite::{DATABASE_FILE, SqlitePendingSet};
 
+/// How long an item added again while it was being worked on waits before
+/// its next turn. Without it, a pull request that receives events faster
+/// than it can be read would be read in a loop, spending the installation's
+/// API budget; with it, each pull request is read at most about once a
+/// second per host, however many events arrive.
+pub const RECHECK_DELAY: Duration = Duration::from_secs(1);
+
 /// How long a delivery id is remembered, so that a redelivered delivery
 /// whose work was already recorded is not handled twice.
 pub const DELIVERY_MEMORY: Duration = Duration::from_secs(24 * 3600);
@@ -289,7 +296,9 @@ impl PendingSet for MemoryPendingSet {
         };
         match entry.state {
             EntryState::Claimed { added_again: true } => {
-                entry.state = EntryState::Waiting { not_before: None };
+                entry.state = EntryState::Waiting {
+                    not_before: Some(SystemTime::now() + RECHECK_DELAY),
+                };
                 entry.attempts = 0;
                 let key = (claim.item.installation(), entry.sequence);
                 inner.waiting.insert(key, claim.item.clone());
@@ -416,8 +425,14 @@ mod tests {
         let claim = set.claim(InstallationId(1), now()).unwrap().unwrap();
         assert_eq!(set.add(pull(1, 7), "d2").unwrap(), Added::Coalesced);
         set.done(&claim).unwrap();
+        let right_away = SystemTime::now();
+        assert_eq!(
+            set.claim(InstallationId(1), right_away).unwrap(),
+            None,
+            "not at once"
+        );
         let again = set
-            .claim(InstallationId(1), now())
+            .claim(InstallationId(1), right_away + RECHECK_DELAY)
             .unwrap()
             .expect("must be recomputed");
         assert_eq!(again.delivery_id, "d2");

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::wake::Waker;
-use super::{Added, Changed, Claim, DELIVERY_MEMORY, PendingError, PendingSet, WorkItem};
+use super::{
+    Added, Changed, Claim, DELIVERY_MEMORY, PendingError, PendingSet, RECHECK_DELAY, WorkItem,
+};
 use crate::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
 
 /// The database file inside the state directory.
@@ -32,6 +34,22 @@ pub const DATABASE_FILE: &str = "pending.sqlite3";
 /// store counts as unavailable (and a delivery is answered 503, well within
 /// GitHub's 10 s delivery timeout).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Between two tries for another process's write lock. SQLite's own busy
+/// timeout backs off to 10-25 ms steps, which would hold a delivery's answer
+/// far longer than the few hundred microseconds a transaction here takes.
+const LOCK_RETRY: Duration = Duration::from_micros(200);
+
+/// SQLite's busy handler: retries every [`LOCK_RETRY`] until
+/// [`BUSY_TIMEOUT`] has passed, then gives up (the store is unavailable).
+fn wait_for_lock(tries: i32) -> bool {
+    let waited = LOCK_RETRY * u32::try_from(tries).unwrap_or(u32::MAX);
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(LOCK_RETRY);
+    true
+}
 
 /// How often, at most, claims of dead owners are looked for.
 const REAP_INTERVAL: Duration = Duration::from_millis(500);
@@ -88,8 +106,8 @@ impl SqlitePendingSet {
         let connection =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         connection
-            .busy_timeout(BUSY_TIMEOUT)
-            .context("setting the busy timeout")?;
+            .busy_handler(Some(wait_for_lock))
+            .context("setting the busy handler")?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .context("switching to WAL mode")?;
@@ -98,6 +116,10 @@ impl SqlitePendingSet {
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .context("setting synchronous")?;
+        // The set is small; a 256 KiB page cache keeps each worker lean.
+        connection
+            .pragma_update(None, "cache_size", -256)
+            .context("setting the cache size")?;
         connection
             .execute_batch(SCHEMA)
             .with_context(|| format!("creating tables in {}", path.display()))?;
@@ -381,9 +403,16 @@ impl PendingSet for SqlitePendingSet {
             let requeued = if deleted == 0 {
                 transaction
                     .execute(
-                        "UPDATE pending SET claimed_by = NULL, added_again = 0, attempts = 0, not_before = NULL
+                        "UPDATE pending SET claimed_by = NULL, added_again = 0, attempts = 0, not_before = ?6
                          WHERE installation = ?1 AND repo = ?2 AND kind = ?3 AND target = ?4 AND claimed_by = ?5",
-                        params![installation, repo, kind, target, self.owner],
+                        params![
+                            installation,
+                            repo,
+                            kind,
+                            target,
+                            self.owner,
+                            millis(SystemTime::now() + RECHECK_DELAY)
+                        ],
                     )
                     .map_err(store_error)?
             } else {
@@ -613,10 +642,8 @@ mod tests {
             store.done(&claim).unwrap();
         }
         let reopened = SqlitePendingSet::open(&dir).unwrap();
-        let claim = reopened
-            .claim(InstallationId(1), SystemTime::now())
-            .unwrap()
-            .unwrap();
+        let later = SystemTime::now() + RECHECK_DELAY;
+        let claim = reopened.claim(InstallationId(1), later).unwrap().unwrap();
         assert_eq!(claim.delivery_id, "d2");
         std::fs::remove_dir_all(dir).unwrap();
     }
