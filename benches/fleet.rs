@@ -1,1 +1,510 @@
-fn main() {}
+//! Fleet benchmark: the release binary run as systemd runs it (N workers
+//! sharing one inherited listening socket, `READY=1` and `STATUS=` on a
+//! notify socket, one shared state directory), against the project's fake
+//! GitHub in this process.
+//!
+//! ```sh
+//! cargo bench --bench fleet                 # the full run, 1 and 4 workers (~3.5 min)
+//! cargo bench --bench fleet -- --quick      # smoke run for CI (or BENCH_QUICK=1)
+//! cargo bench --bench fleet -- --workers 4 --bot target/release/task-list-bot
+//! ```
+//!
+//! It prints one Markdown table: burst drain times against the ideal
+//! `events / (workers × installations × WRITE_RATE)`, acknowledgement
+//! latency, ingest capacity and CPU per webhook, memory, start-up time and
+//! installation tokens, each with its target, plus a verification of every
+//! check run. A missed target is reported, never fatal; the exit status is
+//! non-zero only when the benchmark breaks or a check is wrong or missing.
+
+#[path = "../tests/support/fake_github.rs"]
+mod fake_github;
+#[path = "../tests/support/webhooks.rs"]
+mod webhooks;
+
+#[path = "fleet/client.rs"]
+mod client;
+#[path = "fleet/launcher.rs"]
+mod launcher;
+#[path = "fleet/procfs.rs"]
+mod procfs;
+#[path = "fleet/prs.rs"]
+mod prs;
+#[path = "fleet/report.rs"]
+mod report;
+#[path = "fleet/scenarios.rs"]
+mod scenarios;
+#[path = "fleet/verify.rs"]
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+
+use fake_github::FakeGitHub;
+use launcher::{Fleet, FleetSettings, Memory, StopReport};
+use scenarios::{
+    BaselineOutcome, Bench, BurstOutcome, IngestKind, IngestOutcome, Plan, RealisticOutcome,
+};
+
+/// A progress line on stderr, with the time since the benchmark started.
+macro_rules! progress {
+    ($($arg:tt)*) => {
+        eprintln!("[{:>6.1} s] {}", started().elapsed().as_secs_f64(), format!($($arg)*))
+    };
+}
+
+/// When the benchmark started, for progress lines.
+fn started() -> Instant {
+    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(Instant::now)
+}
+
+const APP_ID: u64 = 1;
+const WEBHOOK_SECRET: &str = "fleet benchmark webhook secret";
+/// Load-generating keep-alive connections in the ingest run.
+const INGEST_CONNECTIONS: usize = 32;
+/// Time between a worker's READY=1 and its idle memory reading, so that
+/// lazily started parts (the worker loop, the status task) are counted.
+const SETTLE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks a fleet of task-list-bot workers against the fake GitHub")]
+struct Args {
+    /// A short smoke run (12 events per burst, 2 s of ingest).
+    #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::BoolishValueParser::new())]
+    quick: bool,
+    /// The bot binary; default: the release build cargo made for this bench.
+    #[arg(long)]
+    bot: Option<PathBuf>,
+    /// Fleet sizes to run, one after the other.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4])]
+    workers: Vec<usize>,
+    /// The workers' LOG_LEVEL; above `warn` logging costs show in the figures.
+    #[arg(long, default_value = "warn")]
+    log_level: String,
+    /// Keep the run directories (worker logs, state) even when all is well.
+    #[arg(long)]
+    keep: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// How big the scenarios are.
+struct Sizes {
+    burst_events: usize,
+    realistic_pulls: usize,
+    ingest_duration: Duration,
+}
+
+impl Sizes {
+    fn for_args(args: &Args) -> Sizes {
+        if args.quick {
+            Sizes {
+                burst_events: 12,
+                realistic_pulls: 3,
+                ingest_duration: Duration::from_secs(2),
+            }
+        } else {
+            Sizes {
+                burst_events: 60,
+                realistic_pulls: 15,
+                ingest_duration: Duration::from_secs(10),
+            }
+        }
+    }
+}
+
+/// Everything measured on one fleet.
+pub struct FleetRun {
+    pub workers: usize,
+    /// Exec to READY=1 with an empty state directory.
+    pub startup_first: Vec<Option<Duration>>,
+    /// Exec to READY=1 with the state directory of the first start.
+    pub startup_restart: Vec<Option<Duration>>,
+    pub memory_idle: Memory,
+    pub memory_after_burst_one: Memory,
+    pub memory_after_bursts: Memory,
+    pub memory_after_ingest: Memory,
+    pub baseline: BaselineOutcome,
+    pub burst_one: BurstOutcome,
+    pub burst_six: BurstOutcome,
+    pub realistic: RealisticOutcome,
+    pub ingest: Vec<IngestOutcome>,
+    /// SIGTERM right after every worker of the first start said READY=1.
+    pub stops_after_ready: Vec<StopReport>,
+    /// SIGTERM after the scenarios.
+    pub stops_at_end: Vec<StopReport>,
+    /// WARN and ERROR lines of each worker's log.
+    pub logged_problems: Vec<(usize, Vec<String>)>,
+    pub noise: Noise,
+    pub run_dir: PathBuf,
+}
+
+impl FleetRun {
+    /// Every scenario ended with an empty pending set and nothing in the
+    /// workers' logs worth a look.
+    fn ended_quiet(&self) -> bool {
+        self.burst_one.idle_reached
+            && self.burst_six.idle_reached
+            && self.realistic.idle_reached
+            && self.ingest.iter().all(|ingest| ingest.idle_reached)
+            && self
+                .logged_problems
+                .iter()
+                .all(|(_, lines)| lines.is_empty())
+    }
+}
+
+/// The scenarios' pull requests, seeded before the fleet starts.
+struct Plans {
+    burst_one: Plan,
+    burst_six: Plan,
+    realistic: Plan,
+    ingest: Plan,
+}
+
+impl Plans {
+    /// Distinct installations per scenario, so that every scenario starts
+    /// without cached tokens and its token count is its own.
+    fn seed(fake: &FakeGitHub, sizes: &Sizes) -> Plans {
+        Plans {
+            burst_one: Plan::seed(fake, "burst-one", 11, 1, sizes.burst_events),
+            burst_six: Plan::seed(fake, "burst-six", 21, 6, sizes.burst_events),
+            realistic: Plan::seed(fake, "realistic", 31, 1, sizes.realistic_pulls),
+            ingest: Plan::seed(fake, "ingest", 41, 6, sizes.burst_events),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    started();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("fleet bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("fleet bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every fleet size and prints the table; false when a check failed.
+async fn run(args: &Args) -> anyhow::Result<bool> {
+    anyhow::ensure!(
+        !args.workers.is_empty() && !args.workers.contains(&0),
+        "--workers takes fleet sizes of at least 1"
+    );
+    let built = bot_binary(args)?;
+    let bin_dir = std::env::temp_dir().join(format!("tlb-fleet-{}-bin", std::process::id()));
+    let bot = snapshot_binary(&built, &bin_dir)?;
+    let sizes = Sizes::for_args(args);
+    eprintln!(
+        "fleet bench: bot {} (copied from {}), fleets {:?}, {} events per burst{}",
+        bot.display(),
+        built.display(),
+        args.workers,
+        sizes.burst_events,
+        if args.quick { " (quick)" } else { "" }
+    );
+    let mut runs = Vec::new();
+    for &workers in &args.workers {
+        let run = run_fleet(args, &bot, &sizes, workers).await;
+        if run.is_err() {
+            let _ = std::fs::remove_dir_all(&bin_dir);
+        }
+        runs.push(run?);
+    }
+    let _ = std::fs::remove_dir_all(&bin_dir);
+    let rows = report::rows(&runs);
+    println!("\n{}", report::markdown(&rows));
+    println!("{}", report::target_summary(&rows));
+    print_details(&runs);
+    let failed = report::any_failed(&rows);
+    for run in &runs {
+        if failed || args.keep || !run.ended_quiet() {
+            println!("worker logs and state kept in {}", run.run_dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&run.run_dir);
+        }
+    }
+    Ok(!failed)
+}
+
+fn bot_binary(args: &Args) -> anyhow::Result<PathBuf> {
+    let bot = args
+        .bot
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_task-list-bot")));
+    let bot = std::path::absolute(&bot).with_context(|| format!("resolving {}", bot.display()))?;
+    anyhow::ensure!(bot.is_file(), "no bot binary at {}", bot.display());
+    Ok(bot)
+}
+
+/// Copies the bot binary so that every fleet of the run executes the same
+/// build, even when a `cargo build` replaces the original meanwhile.
+fn snapshot_binary(bot: &Path, directory: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("creating {}", directory.display()))?;
+    let copy = directory.join("task-list-bot");
+    std::fs::copy(bot, &copy)
+        .with_context(|| format!("copying {} to {}", bot.display(), copy.display()))?;
+    Ok(copy)
+}
+
+fn project_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Starts a fleet of `workers`, runs every scenario on it in order, stops it.
+async fn run_fleet(
+    args: &Args,
+    bot: &Path,
+    sizes: &Sizes,
+    workers: usize,
+) -> anyhow::Result<FleetRun> {
+    let public_key_path = project_file("tests/data/test-app-key.pub.pem");
+    let public_key = std::fs::read(&public_key_path)
+        .with_context(|| format!("reading {}", public_key_path.display()))?;
+    let fake = FakeGitHub::start(APP_ID, &public_key).await;
+    let plans = Plans::seed(&fake, sizes);
+    let run_dir = std::env::temp_dir().join(format!("tlb-fleet-{}-{workers}w", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let settings = FleetSettings {
+        bot: bot.to_owned(),
+        workers,
+        github_host: fake.host(),
+        webhook_secret: WEBHOOK_SECRET.to_owned(),
+        private_key_path: project_file("tests/data/test-app-key.pem"),
+        run_dir: run_dir.clone(),
+        log_level: args.log_level.clone(),
+    };
+    progress!("[{workers} workers] starting the fleet");
+    // The first start creates the state directory's database; systemd
+    // restarts find it in place. Both are measured.
+    let first = Fleet::start(&settings).await?;
+    let startup_first = first.startup_times();
+    let stops_after_ready = first.stop().await;
+    let noise_meter = NoiseMeter::start()?;
+    let fleet = Fleet::start(&settings).await?;
+    let startup_restart = fleet.startup_times();
+    tokio::time::sleep(SETTLE).await;
+    let memory_idle = fleet.memory()?;
+    let bench = Bench {
+        fake: &fake,
+        fleet: &fleet,
+        secret: WEBHOOK_SECRET,
+        workers,
+    };
+    let measured = run_scenarios(&bench, &plans, sizes).await;
+    let noise = noise_meter.read(&fleet);
+    let stops_at_end = fleet.stop().await;
+    let measured = measured?;
+    let logged_problems = (1..=workers)
+        .map(|number| {
+            let log = run_dir.join(format!("worker-{number}.log"));
+            (number, launcher::logged_problems(&log))
+        })
+        .collect();
+    Ok(FleetRun {
+        workers,
+        startup_first,
+        startup_restart,
+        memory_idle,
+        memory_after_burst_one: measured.memory_after_burst_one,
+        memory_after_bursts: measured.memory_after_bursts,
+        memory_after_ingest: measured.memory_after_ingest,
+        baseline: measured.baseline,
+        burst_one: measured.burst_one,
+        burst_six: measured.burst_six,
+        realistic: measured.realistic,
+        ingest: measured.ingest,
+        stops_after_ready,
+        stops_at_end,
+        logged_problems,
+        noise: noise?,
+        run_dir,
+    })
+}
+
+/// CPU the rest of the machine used while a fleet ran: the machine's busy
+/// time minus the benchmark's and the workers'. Other builds and tests on
+/// a 2-core machine show up in every figure; this says how much there was.
+struct NoiseMeter {
+    started: Instant,
+    machine_busy: Duration,
+    bench_cpu: Duration,
+}
+
+/// What [`NoiseMeter`] measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Noise {
+    pub wall: Duration,
+    pub others_cpu: Duration,
+    pub cores: usize,
+}
+
+impl NoiseMeter {
+    fn start() -> anyhow::Result<NoiseMeter> {
+        Ok(NoiseMeter {
+            started: Instant::now(),
+            machine_busy: procfs::all_processes_cpu_time()?,
+            bench_cpu: procfs::own_cpu_time()?,
+        })
+    }
+
+    /// Call before the workers stop: their CPU time dies with them.
+    fn read(&self, fleet: &Fleet) -> anyhow::Result<Noise> {
+        let machine = procfs::all_processes_cpu_time()?.saturating_sub(self.machine_busy);
+        let ours = procfs::own_cpu_time()?.saturating_sub(self.bench_cpu) + fleet.cpu_time()?;
+        Ok(Noise {
+            wall: self.started.elapsed(),
+            others_cpu: machine.saturating_sub(ours),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+        })
+    }
+}
+
+/// What the scenarios of one fleet measured.
+struct Measured {
+    baseline: BaselineOutcome,
+    burst_one: BurstOutcome,
+    memory_after_burst_one: Memory,
+    burst_six: BurstOutcome,
+    realistic: RealisticOutcome,
+    memory_after_bursts: Memory,
+    ingest: Vec<IngestOutcome>,
+    memory_after_ingest: Memory,
+}
+
+async fn run_scenarios(
+    bench: &Bench<'_>,
+    plans: &Plans,
+    sizes: &Sizes,
+) -> anyhow::Result<Measured> {
+    let workers = bench.workers;
+    progress!(
+        "[{workers} workers] baseline: {} ignored events at once",
+        sizes.burst_events
+    );
+    let baseline = scenarios::ignored_burst(bench, &plans.ingest).await;
+    progress!(
+        "[{workers} workers] burst 1: {} opened events, 1 installation",
+        sizes.burst_events
+    );
+    let burst_one = scenarios::burst(bench, &plans.burst_one).await;
+    let memory_after_burst_one = bench.fleet.memory()?;
+    progress!(
+        "[{workers} workers] burst 2: {} opened events, 6 installations",
+        sizes.burst_events
+    );
+    let burst_six = scenarios::burst(bench, &plans.burst_six).await;
+    progress!(
+        "[{workers} workers] burst 3: realistic activity on {} PRs",
+        sizes.realistic_pulls
+    );
+    let realistic = scenarios::realistic(bench, &plans.realistic).await;
+    let memory_after_bursts = bench.fleet.memory()?;
+    let mut ingest = Vec::new();
+    for kind in [IngestKind::Ignored, IngestKind::PullRequest] {
+        progress!(
+            "[{workers} workers] ingest: {} for {:?}",
+            kind.label(),
+            sizes.ingest_duration
+        );
+        ingest.push(
+            scenarios::ingest(
+                bench,
+                &plans.ingest,
+                kind,
+                INGEST_CONNECTIONS,
+                sizes.ingest_duration,
+            )
+            .await?,
+        );
+    }
+    let memory_after_ingest = bench.fleet.memory()?;
+    Ok(Measured {
+        baseline,
+        burst_one,
+        memory_after_burst_one,
+        burst_six,
+        realistic,
+        memory_after_bursts,
+        ingest,
+        memory_after_ingest,
+    })
+}
+
+/// What the table leaves out: full verification problems, worker log
+/// warnings, scenarios that never went idle.
+fn print_details(runs: &[FleetRun]) {
+    for run in runs {
+        let workers = run.workers;
+        let bursts = [
+            (
+                "burst 1",
+                run.burst_one.idle_reached,
+                &run.burst_one.verification,
+            ),
+            (
+                "burst 2",
+                run.burst_six.idle_reached,
+                &run.burst_six.verification,
+            ),
+            (
+                "burst 3",
+                run.realistic.idle_reached,
+                &run.realistic.verification,
+            ),
+        ];
+        for problem in &run.baseline.problems {
+            println!("[{workers} workers] baseline: {problem}");
+        }
+        for (name, idle, verification) in bursts {
+            if !idle {
+                println!("[{workers} workers] {name}: the fleet did not report idle in time");
+            }
+            for problem in &verification.problems {
+                println!("[{workers} workers] {name}: {problem}");
+            }
+        }
+        for ingest in &run.ingest {
+            if !ingest.idle_reached {
+                println!(
+                    "[{workers} workers] ingest {}: the fleet did not report idle in time",
+                    ingest.kind.label()
+                );
+            }
+            for problem in ingest.verification.iter().flat_map(|v| &v.problems) {
+                println!(
+                    "[{workers} workers] ingest {}: {problem}",
+                    ingest.kind.label()
+                );
+            }
+        }
+        for (number, lines) in &run.logged_problems {
+            if lines.is_empty() {
+                continue;
+            }
+            println!(
+                "[{workers} workers] worker {number} logged {} WARN/ERROR lines, first ones:",
+                lines.len()
+            );
+            for line in lines.iter().take(5) {
+                println!("    {line}");
+            }
+        }
+    }
+}

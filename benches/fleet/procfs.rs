@@ -1,0 +1,89 @@
+//! What the kernel knows about a worker: resident memory and CPU time, read
+//! from `/proc` so the figures are the ones an operator would see, not what
+//! the process reports about itself.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// `VmRSS` of a process, in bytes.
+pub fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    kib_field(&status, "VmRSS:").with_context(|| format!("no readable VmRSS line in {path}"))
+}
+
+/// `Pss` of a process (its private pages plus its share of pages it shares
+/// with others, such as the binary's text), in bytes: unlike RSS, the PSS
+/// of the workers adds up to what the fleet really occupies.
+pub fn proportional_bytes(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let rollup = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    kib_field(&rollup, "Pss:").with_context(|| format!("no readable Pss line in {path}"))
+}
+
+/// A `Name:   1234 kB` line of a /proc file, in bytes.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|line| line.starts_with(name))?;
+    let kib: u64 = line[name.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// User plus system CPU time a process has used so far.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    cpu_time_from_stat(&stat).with_context(|| format!("unreadable {path}: {stat:?}"))
+}
+
+/// CPU time all processes of the machine have used so far (all cores; user,
+/// nice and system of the first line of `/proc/stat`, which is what the
+/// processes' own utime and stime add up to; interrupt time and steal are
+/// left out), to tell how much went to processes other than the benchmark's.
+pub fn all_processes_cpu_time() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("unreadable /proc/stat line {line:?}"))?;
+    let field = |index: usize| fields.get(index).copied().unwrap_or(0);
+    // user nice system idle …
+    let busy = field(0) + field(1) + field(2);
+    Ok(Duration::from_secs_f64(busy as f64 / ticks_per_second()))
+}
+
+/// CPU time of the benchmark's own process (load generator and fake GitHub).
+pub fn own_cpu_time() -> anyhow::Result<Duration> {
+    cpu_time(std::process::id())
+}
+
+/// Fields 14 and 15 of `/proc/PID/stat` (utime, stime), in clock ticks. The
+/// command name (field 2) may hold spaces and parentheses, so fields are
+/// counted from the last `)`.
+fn cpu_time_from_stat(stat: &str) -> anyhow::Result<Duration> {
+    let after_name = stat
+        .rfind(')')
+        .map(|end| &stat[end + 1..])
+        .context("no command name")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // after_name starts at field 3, so field N is fields[N - 3].
+    let (Some(utime), Some(stime)) = (fields.get(11), fields.get(12)) else {
+        bail!("too few fields");
+    };
+    let ticks = utime.parse::<u64>()? + stime.parse::<u64>()?;
+    Ok(Duration::from_secs_f64(ticks as f64 / ticks_per_second()))
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
