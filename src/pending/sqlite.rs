@@ -51,6 +51,25 @@ fn wait_for_lock(tries: i32) -> bool {
     true
 }
 
+/// Runs `step` again while another process holds the database, for up to
+/// [`BUSY_TIMEOUT`].
+fn retry_while_locked<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if matches!(
+                    error.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// How often, at most, claims of dead owners are looked for.
 const REAP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -108,8 +127,10 @@ impl SqlitePendingSet {
         connection
             .busy_handler(Some(wait_for_lock))
             .context("setting the busy handler")?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
+        // Switching to WAL needs the database to itself; when several
+        // workers create it at the same moment, SQLite may answer "locked"
+        // at once rather than through the busy handler, so retry.
+        retry_while_locked(|| connection.pragma_update(None, "journal_mode", "WAL"))
             .context("switching to WAL mode")?;
         // NORMAL in WAL mode: a commit survives the process being killed;
         // only a power loss or kernel crash can take back the last commits.
@@ -120,8 +141,7 @@ impl SqlitePendingSet {
         connection
             .pragma_update(None, "cache_size", -256)
             .context("setting the cache size")?;
-        connection
-            .execute_batch(SCHEMA)
+        retry_while_locked(|| connection.execute_batch(SCHEMA))
             .with_context(|| format!("creating tables in {}", path.display()))?;
 
         let owner = owner_name();
