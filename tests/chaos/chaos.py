@@ -2,7 +2,6 @@
 """GitHub's side of the chaos test (tests/chaos/chaos.sh); Python 3 stdlib only.
 
 Subcommands:
-  wait-http  wait until a URL answers 200
   deliver    plan and perform the test's deliveries: before each one, change
              the pull request in the fake GitHub as GitHub would (open it,
              tick a box of its body, add a comment with a task), then send the
@@ -20,38 +19,32 @@ Subcommands:
              its final state; print the figures and one `ok - …` /
              `not ok - …` line per check; exit 1 on any failure
 
-Only 127.0.0.1 is ever contacted; every wait is bounded.
+Signed deliveries and the HTTP helper come from tests/systemd/webhooks.py,
+which also serves chaos.sh's wait-http. Only 127.0.0.1 is ever contacted;
+every wait is bounded.
 """
 
 import argparse
 import hashlib
-import hmac
-import http.client
 import json
 import random
 import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 import uuid
-from urllib.parse import urlsplit
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "systemd"))
+import webhooks  # noqa: E402 - tests/systemd/webhooks.py
+from webhooks import http_json, is_2xx  # noqa: E402
 
 DELIVERY_TIMEOUT = 10.0  # GitHub gives up on a delivery after 10 s.
 CHECK_NAME = "task-list-completed"
 
 
 # --- small helpers ----------------------------------------------------------
-
-
-def http_json(method, url, body=None, timeout=10):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        text = response.read()
-        return response.status, (json.loads(text) if text.strip() else None)
 
 
 def fake_call(method, url, body=None, tries=5):
@@ -96,47 +89,24 @@ def expected_check(body, comments):
     }
 
 
-def classify(exc):
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
-        return "reset"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    return type(exc).__name__
-
-
 def send_delivery(bot_url, secret, event, guid, body):
-    """One delivery on its own connection, as GitHub sends them.
-    Returns (status or None, error, seconds)."""
-    parts = urlsplit(bot_url)
-    signature = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "GitHub-Hookshot/chaos",
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": guid,
-        "X-GitHub-Hook-ID": "1",
-        "X-GitHub-Hook-Installation-Target-Type": "integration",
-        "X-GitHub-Hook-Installation-Target-ID": "1",
-        "X-Hub-Signature-256": signature,
-        "Connection": "close",
-    }
+    """One delivery on its own connection, as GitHub sends them, with
+    GitHub's timeout. Returns (status or None, error, seconds)."""
     started = time.monotonic()
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=DELIVERY_TIMEOUT)
-    try:
-        conn.request("POST", parts.path or "/", body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return response.status, None, time.monotonic() - started
-    except Exception as exc:  # noqa: BLE001 - every failure is an outcome
-        return None, f"{classify(exc)}: {exc}", time.monotonic() - started
-    finally:
-        conn.close()
-
-
-def is_2xx(status):
-    return status is not None and 200 <= status < 300
+    status, error = webhooks.deliver(
+        bot_url,
+        secret,
+        event,
+        body,
+        guid,
+        DELIVERY_TIMEOUT,
+        user_agent="GitHub-Hookshot/chaos",
+        extra_headers={
+            "X-GitHub-Hook-Installation-Target-Type": "integration",
+            "X-GitHub-Hook-Installation-Target-ID": "1",
+        },
+    )
+    return status, error, time.monotonic() - started
 
 
 # --- the plan ---------------------------------------------------------------
@@ -688,29 +658,9 @@ def cmd_verify(args):
     return 0 if all(line.startswith("ok - ") for line in lines) else 1
 
 
-def cmd_wait_http(args):
-    deadline = time.monotonic() + args.timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(args.url, timeout=5) as response:
-                if response.status == 200:
-                    return 0
-        except (urllib.error.URLError, OSError) as exc:
-            last = exc
-        time.sleep(0.3)
-    print(f"{args.url} did not answer 200 within {args.timeout}s: {last}", file=sys.stderr)
-    return 1
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("wait-http")
-    p.add_argument("--url", required=True)
-    p.add_argument("--timeout", type=float, default=20)
-    p.set_defaults(func=cmd_wait_http)
 
     p = sub.add_parser("deliver")
     p.add_argument("--fake", required=True)

@@ -43,41 +43,18 @@
 # systemd/bot-redeliver.service exists.
 # On failure the journal and the deliverer's records are kept in
 # CHAOS_ARTIFACTS (default: a directory under /tmp, printed).
+#
+# Sources tests/systemd/harness.sh (results, the fake GitHub, the container,
+# installing the fleet, cleanup); chaos.py imports tests/systemd/webhooks.py.
 
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-# shellcheck source=tests/systemd/container.sh
-source "$REPO/tests/systemd/container.sh"
+# shellcheck source-path=SCRIPTDIR/../systemd source=harness.sh
+source "$HERE/../systemd/harness.sh"
 
-BOT=""
-FAKE=""
-while (($#)); do
-    case $1 in
-        --bot) BOT=$2; shift 2 ;;
-        --fake) FAKE=$2; shift 2 ;;
-        -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
-if [[ -z $BOT || -z $FAKE ]]; then
-    echo "usage: $0 --bot BIN --fake FAKE_BIN" >&2
-    exit 2
-fi
-BOT=$(realpath "$BOT") && FAKE=$(realpath "$FAKE") || exit 2
-[[ -x $BOT && -x $FAKE ]] || { echo "not executable: $BOT or $FAKE" >&2; exit 2; }
-if ((EUID != 0)); then
-    echo "must run as root (mounts, systemd-nspawn)" >&2
-    exit 2
-fi
-if ! command -v systemd-nspawn >/dev/null; then
-    echo "# installing systemd-container (systemd-nspawn)"
-    { apt-get update -q && apt-get install -y -q systemd-container; } >/dev/null || exit 2
-fi
-for tool in nsenter curl python3 mountpoint; do
-    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
-done
+bot_fake_args "$@"
+preflight "mounts, systemd-nspawn"
 
 # The test's shape (the issue: 500 deliveries, 50 PRs, 5 installations).
 INSTALLATIONS=5
@@ -93,33 +70,25 @@ WORKERS=4
 SEED=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
 
 PY=(python3 "$HERE/chaos.py")
-WORK=$(mktemp -d /tmp/task-list-bot-chaos.XXXXXX)
-ARTIFACTS=${CHAOS_ARTIFACTS:-$WORK/artifacts}
-mkdir -p "$ARTIFACTS" "$WORK/stage"
-NAME=task-list-bot-chaos-$$
-PASSED=0
-FAILED=0
-FAKE_PID=""
-GUARD_PID=""
 KILLER_PID=""
 CHILD_PID=""
+harness_init chaos "${CHAOS_ARTIFACTS:-}"
+start_guard "${CHAOS_TIMEOUT:-480}" "CHAOS_TIMEOUT reached"
 
-ok() { echo "ok - $*"; PASSED=$((PASSED + 1)); }
-not_ok() { echo "not ok - $*"; FAILED=$((FAILED + 1)); }
-note() { sed 's/^/# /'; }
-check() {
-    local description=$1
-    shift
-    if "$@"; then ok "$description"; else not_ok "$description"; fi
+# Called by the harness's EXIT trap.
+before_teardown() {
+    [[ -n $CHILD_PID ]] && kill "$CHILD_PID" 2>/dev/null
+    if [[ -n $KILLER_PID ]]; then
+        touch "$WORK/killer.stop"
+        kill "$KILLER_PID" 2>/dev/null
+        wait "$KILLER_PID" 2>/dev/null
+    fi
 }
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.5
-    done
+save_artifacts() {
+    save_journal 100 'bot@*' bot.socket bot-redeliver.service
+    save_files "$WORK"/{state.json,redelivery.json,verify.json,kills.log,deliver.out,redeliver.out}
 }
+
 # run_logged OUT CMD...: CMD in the background, waited for, so that the
 # guard's TERM interrupts it (bash runs traps only between commands).
 run_logged() {
@@ -132,170 +101,42 @@ run_logged() {
     CHILD_PID=""
     return "$rc"
 }
-prop() { ct systemctl show -p "$2" --value "$1"; }
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    [[ -n $GUARD_PID ]] && kill "$GUARD_PID" 2>/dev/null
-    [[ -n $CHILD_PID ]] && kill "$CHILD_PID" 2>/dev/null
-    if [[ -n $KILLER_PID ]]; then
-        touch "$WORK/killer.stop"
-        kill "$KILLER_PID" 2>/dev/null
-        wait "$KILLER_PID" 2>/dev/null
-    fi
-    if [[ -n $CT_PID ]] && ((FAILED > 0 || rc != 0)); then
-        ct journalctl -b --no-pager -o short-precise >"$ARTIFACTS/journal.txt" 2>&1
-        ct journalctl -b --no-pager -o json -u 'bot@*' -u bot.socket -u bot-redeliver.service \
-            >"$ARTIFACTS/journal-bot.json" 2>&1
-        echo "# last lines of the workers' journal (all of it in $ARTIFACTS/journal.txt):"
-        ct journalctl -b --no-pager -o short-precise -u 'bot@*' -u bot.socket -u bot-redeliver.service -n 100 | note
-        for f in state.json redelivery.json verify.json kills.log deliver.out redeliver.out; do
-            [[ -s $WORK/$f ]] && cp "$WORK/$f" "$ARTIFACTS/"
-        done
-        [[ -s $WORK/fake.log ]] && cp "$WORK/fake.log" "$ARTIFACTS/" && {
-            echo "# last lines of the fake GitHub's log:"
-            tail -n 20 "$WORK/fake.log" | note
-        }
-    fi
-    ct_stop
-    if [[ -n $FAKE_PID ]]; then
-        kill "$FAKE_PID" 2>/dev/null
-        wait "$FAKE_PID" 2>/dev/null
-    fi
-    if ((FAILED > 0 || rc != 0)); then
-        echo "# artifacts kept in $ARTIFACTS"
-        [[ $ARTIFACTS == "$WORK"/* ]] && find "$WORK" -mindepth 1 -maxdepth 1 ! -name artifacts -exec rm -rf {} +
-    else
-        rm -rf "$WORK"
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    if ((FAILED > 0 && rc == 0)); then rc=1; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo "# interrupted"; exit 130' INT TERM
-(
-    end=$((SECONDS + ${CHAOS_TIMEOUT:-480}))
-    while ((SECONDS < end)); do sleep 2; done
-    echo "# CHAOS_TIMEOUT reached"
-    kill -TERM $$
-) &
-GUARD_PID=$!
-
-port_free() {
-    python3 -c 'import socket,sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
-}
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-BOT_PORT=${CHAOS_PORT:-3000}
-if ! port_free "$BOT_PORT"; then
-    echo "# port $BOT_PORT is taken on this host: the bot listens on a free port instead"
-    BOT_PORT=$(free_port)
-fi
-FAKE_PORT=$(free_port)
-while [[ $FAKE_PORT == "$BOT_PORT" ]]; do FAKE_PORT=$(free_port); done
-BOT_URL=http://127.0.0.1:$BOT_PORT
-FAKE_URL=http://127.0.0.1:$FAKE_PORT
-SECRET_FILE=$WORK/stage/webhook-secret
+pick_ports "${CHAOS_PORT:-3000}"
 echo "# seed $SEED (CHAOS_SEED=$SEED repeats this plan); bot on $BOT_URL; WRITE_RATE=$WRITE_RATE; outage of ${OUTAGE} s at ${OUTAGE_AT} s"
 
 # --- setup -------------------------------------------------------------------
 
-"$FAKE" --listen "127.0.0.1:$FAKE_PORT" --app-id 1 \
-    --public-key "$REPO/tests/data/test-app-key.pub.pem" >"$WORK/fake.log" 2>&1 &
-FAKE_PID=$!
-if ! "${PY[@]}" wait-http --url "$FAKE_URL/_fake/health" --timeout 20; then
-    note <"$WORK/fake.log"
-    not_ok "start the fake GitHub"
-    exit 1
-fi
-echo "# fake GitHub on $FAKE_URL (pid $FAKE_PID)"
-
-cp "$BOT" "$WORK/stage/task-list-bot"
-cp "$REPO/systemd/bot.socket" "$REPO/systemd/bot@.service" "$REPO/systemd/bot.target" "$WORK/stage/"
+start_fake
+stage_fleet "the chaos test" "$WRITE_RATE" "$WORKERS"
 REDELIVER_UNIT=no
+install_redeliver=()
 if [[ -f $REPO/systemd/bot-redeliver.service && ${CHAOS_REDELIVER:-unit} != systemd-run ]]; then
-    cp "$REPO/systemd/bot-redeliver.service" "$WORK/stage/"
+    cp "$REPO/systemd/bot-redeliver.service" "$STAGE/"
     REDELIVER_UNIT=yes
+    install_redeliver=(--redeliver)
 fi
-cp "$REPO/tests/data/test-app-key.pem" "$WORK/stage/private-key.pem"
-python3 -c 'import secrets; print(secrets.token_hex(20), end="")' >"$SECRET_FILE"
-cat >"$WORK/stage/task-list-bot.default" <<EOF
-# /etc/default/task-list-bot for the chaos test
-APP_ID=1
-GHE_HOST=127.0.0.1:$FAKE_PORT
-GHE_PROTOCOL=http
-LOG_LEVEL=info
-WRITE_RATE=$WRITE_RATE
-DRAIN_TIMEOUT=20
-WEB_CONCURRENCY=$WORKERS
-HOST=127.0.0.1
-PORT=$BOT_PORT
-EOF
 # The test's only change to the units: workers come back fast, and no start
 # limit can be hit by the kills (bot@.service has none today; this keeps the
 # test meaningful if one is added).
-cat >"$WORK/stage/90-chaos.conf" <<EOF
+cat >"$STAGE/90-chaos.conf" <<EOF
 # chaos test: restart killed workers quickly
 [Unit]
 StartLimitBurst=1000
 [Service]
 RestartSec=500ms
 EOF
-chmod -R a+rX "$WORK/stage"
 
-ct_boot "$NAME" "$WORK/stage" "$WORK/console.log"
-booted=$?
-if ((booted != 0)); then
-    if [[ -n $CT_PID ]]; then
-        echo "# jobs still queued in the container:"
-        timeout 20 nsenter -t "$CT_PID" -m -u -i -n -p -- systemctl list-jobs --no-pager 2>&1 | head -n 20 | note
-    fi
-    cp "$WORK/console.log" "$ARTIFACTS/" 2>/dev/null
-    not_ok "boot systemd in a container"
-    exit 1
-fi
-
-# The same installation as tests/systemd/e2e.sh's install_and_start (which
-# lives inside e2e.sh and cannot be sourced), plus bot-redeliver.service and
-# the test's drop-in.
-install_and_start() {
-    ct sh -euc '
-        install -m 0755 /e2e/task-list-bot /usr/bin/task-list-bot
-        install -m 0644 /e2e/bot.socket /e2e/bot@.service /e2e/bot.target /usr/lib/systemd/system/
-        if [ -f /e2e/bot-redeliver.service ]; then
-            install -m 0644 /e2e/bot-redeliver.service /usr/lib/systemd/system/
-        fi
-        ln -sf /usr/bin/task-list-bot /usr/lib/systemd/system-generators/task-list-bot-generator
-        install -d -m 0755 /etc/task-list-bot
-        install -m 0600 /e2e/private-key.pem /etc/task-list-bot/private-key.pem
-        install -m 0600 /e2e/webhook-secret /etc/task-list-bot/webhook-secret
-        install -m 0644 /e2e/task-list-bot.default /etc/default/task-list-bot
-        install -d -m 0755 /run/systemd/system/bot@.service.d
-        install -m 0644 /e2e/90-chaos.conf /run/systemd/system/bot@.service.d/90-chaos.conf
-        systemctl daemon-reload
-        systemctl enable --quiet bot.socket bot.target
-        systemctl start bot.target
-    '
-}
-if ! install_and_start 2>&1 | note; then
-    not_ok "install the units and start bot.target"
-    exit 1
-fi
+boot_container
+install_and_start "${install_redeliver[@]}" 90-chaos.conf
 echo "# test drop-in bot@.service.d/90-chaos.conf: RestartSec=500ms, StartLimitBurst=1000 (bot@1: RestartUSec=$(prop bot@1.service RestartUSec), StartLimitIntervalUSec=$(prop bot@1.service StartLimitIntervalUSec), StartLimitBurst=$(prop bot@1.service StartLimitBurst))"
 
-running_workers() {
-    ct systemctl list-units 'bot@*.service' --state=active --no-legend --plain |
-        sed -n 's/^bot@\([0-9]*\)\.service .*/\1/p' | sort -n | tr '\n' ' ' | sed 's/ $//'
-}
 ALL_WORKERS=$(seq -s ' ' 1 "$WORKERS")
-all_running() { [[ $(running_workers) == "$ALL_WORKERS" ]]; }
+all_running() { workers_are "$ALL_WORKERS"; }
 
 fleet_ready() {
     wait_for 30 all_running || { echo "running: $(running_workers)" | note; return 1; }
-    "${PY[@]}" wait-http --url "$BOT_URL/health" --timeout 10
+    "${WEBHOOKS[@]}" wait-http --url "$BOT_URL/health" --timeout 10
 }
 if ! fleet_ready; then
     not_ok "$WORKERS workers active and READY before the chaos"

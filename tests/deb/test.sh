@@ -34,6 +34,9 @@
 # timeouts and the whole run by DEB_TEST_TIMEOUT seconds (default 900). The
 # container is always torn down. On failure its journal is kept in
 # DEB_TEST_ARTIFACTS (default: a directory under /tmp, printed).
+#
+# Sources tests/systemd/harness.sh (results, the fake GitHub, the container,
+# sending webhooks through tests/systemd/webhooks.py, cleanup).
 
 # Single quotes around ${…} are for dpkg-query formats and container scripts.
 # shellcheck disable=SC2016
@@ -41,9 +44,8 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-# shellcheck source=tests/systemd/container.sh
-source "$REPO/tests/systemd/container.sh"
+# shellcheck source-path=SCRIPTDIR/../systemd source=harness.sh
+source "$HERE/../systemd/harness.sh"
 
 DEB_OLD=""
 DEB_NEW=""
@@ -55,7 +57,7 @@ while (($#)); do
         --deb-new) DEB_NEW=$2; shift 2 ;;
         --fake) FAKE=$2; shift 2 ;;
         --build) BUILD=1; shift ;;
-        -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h | --help) show_help; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -64,99 +66,28 @@ if [[ -z $FAKE ]] || { ((!BUILD)) && [[ -z $DEB_OLD || -z $DEB_NEW ]]; }; then
     echo "       $0 --build --fake FAKE_BIN" >&2
     exit 2
 fi
-if ((EUID != 0)); then
-    echo "must run as root (mounts, systemd-nspawn, dpkg in the container)" >&2
-    exit 2
-fi
+preflight "mounts, systemd-nspawn, dpkg in the container" lintian=lintian dpkg-deb
 FAKE=$(realpath "$FAKE") || exit 2
 [[ -x $FAKE ]] || { echo "not executable: $FAKE" >&2; exit 2; }
 
-need=()
-command -v systemd-nspawn >/dev/null || need+=(systemd-container)
-command -v lintian >/dev/null || need+=(lintian)
-if ((${#need[@]})); then
-    echo "# installing ${need[*]}"
-    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"; } >/dev/null || exit 2
-fi
-for tool in nsenter curl python3 mountpoint dpkg-deb; do
-    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
-done
-
-PY=(python3 "$REPO/tests/systemd/webhooks.py")
-WORK=$(mktemp -d /tmp/task-list-bot-deb.XXXXXX)
-ARTIFACTS=${DEB_TEST_ARTIFACTS:-$WORK/artifacts}
-STAGE=$WORK/stage
-mkdir -p "$ARTIFACTS" "$STAGE"
-NAME=task-list-bot-deb-$$
 CHROOT_DIR=""
-PASSED=0
-FAILED=0
-FAKE_PID=""
-GUARD_PID=""
 SENDER_PIDS=()
+harness_init deb "${DEB_TEST_ARTIFACTS:-}"
+start_guard "${DEB_TEST_TIMEOUT:-900}" "DEB_TEST_TIMEOUT reached"
 
-ok() { echo "ok - $*"; PASSED=$((PASSED + 1)); }
-not_ok() { echo "not ok - $*"; FAILED=$((FAILED + 1)); }
-note() { sed 's/^/# /'; }
-check() {
-    local description=$1
-    shift
-    if "$@"; then ok "$description"; else not_ok "$description"; fi
-}
-# wait_for SECONDS CMD...: run CMD every half second until it succeeds.
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.5
-    done
-}
-prop() { ct systemctl show -p "$2" --value "$1"; }
-now() { date +%s; }
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    [[ -n $GUARD_PID ]] && kill "$GUARD_PID" 2>/dev/null
+# Called by the harness's EXIT trap.
+before_teardown() {
     local pid
     for pid in "${SENDER_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-    if [[ -n $CT_PID ]] && ((FAILED > 0 || rc != 0)); then
-        ct journalctl -b --no-pager -o short-precise >"$ARTIFACTS/journal.txt" 2>&1
-        echo "# last lines of the container's journal for our units (all of it in $ARTIFACTS/journal.txt):"
-        ct journalctl -b --no-pager -o short-precise -u 'bot@*' -u bot.socket -u bot.target \
-            -u bot-redeliver.service -u bot-redeliver.timer -n 60 | note
-    fi
-    ct_stop
     if [[ -n $CHROOT_DIR ]]; then
         mountpoint -q "$CHROOT_DIR" && { umount "$CHROOT_DIR" 2>/dev/null || umount -l "$CHROOT_DIR"; }
         rmdir "$CHROOT_DIR" 2>/dev/null
     fi
-    if [[ -n $FAKE_PID ]]; then
-        kill "$FAKE_PID" 2>/dev/null
-        wait "$FAKE_PID" 2>/dev/null
-    fi
-    if ((FAILED > 0 || rc != 0)); then
-        [[ -s $WORK/fake.log ]] && cp "$WORK/fake.log" "$ARTIFACTS/"
-        cp "$WORK"/*.json "$ARTIFACTS/" 2>/dev/null
-        echo "# artifacts kept in $ARTIFACTS"
-        [[ $ARTIFACTS == "$WORK"/* ]] && find "$WORK" -mindepth 1 -maxdepth 1 ! -name artifacts -exec rm -rf {} +
-    else
-        rm -rf "$WORK"
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    if ((FAILED > 0 && rc == 0)); then rc=1; fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'echo "# interrupted"; exit 130' INT TERM
-(
-    end=$((SECONDS + ${DEB_TEST_TIMEOUT:-900}))
-    while ((SECONDS < end)); do sleep 2; done
-    echo "# DEB_TEST_TIMEOUT reached"
-    kill -TERM $$
-) &
-GUARD_PID=$!
+save_artifacts() {
+    save_journal 60 'bot@*' bot.socket bot.target bot-redeliver.service bot-redeliver.timer
+    save_files "$WORK"/*.json
+}
 
 # --- the packages ------------------------------------------------------------
 
@@ -223,12 +154,9 @@ check "the package holds the binary, 5 units, the timer and generator links, man
 
 cp "$DEB_OLD" "$STAGE/old.deb"
 cp "$DEB_NEW" "$STAGE/new.deb"
-cp "$REPO/tests/data/test-app-key.pem" "$STAGE/private-key.pem"
 # The credential file ends in a newline, as an administrator's would (the bot
 # drops it); the sender signs with the bare secret.
-SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
-printf '%s\n' "$SECRET" >"$STAGE/webhook-secret"
-printf '%s' "$SECRET" >"$WORK/sender-secret"
+stage_credentials --newline
 chmod -R a+rX "$STAGE"
 
 # An nspawn container that runs one command instead of booting: like a chroot
@@ -266,24 +194,8 @@ check "without systemd running (chroot-like): dpkg -i, upgrade, dpkg -r and dpkg
 
 # --- 3. a booted systemd -----------------------------------------------------
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-BOT_PORT=$(free_port)
-FAKE_PORT=$(free_port)
-while [[ $FAKE_PORT == "$BOT_PORT" ]]; do FAKE_PORT=$(free_port); done
-BOT_URL=http://127.0.0.1:$BOT_PORT
-FAKE_URL=http://127.0.0.1:$FAKE_PORT
-
-"$FAKE" --listen "127.0.0.1:$FAKE_PORT" --app-id 1 \
-    --public-key "$REPO/tests/data/test-app-key.pub.pem" >"$WORK/fake.log" 2>&1 &
-FAKE_PID=$!
-if ! "${PY[@]}" wait-http --url "$FAKE_URL/_fake/check-runs" --timeout 20; then
-    note <"$WORK/fake.log"
-    not_ok "start the fake GitHub"
-    exit 1
-fi
-echo "# fake GitHub on $FAKE_URL (pid $FAKE_PID)"
+pick_ports
+start_fake
 
 # Our files and units, as a list to compare before the install and after the
 # purge (the host's root, which the container overlays, may hold files of the
@@ -305,15 +217,7 @@ ours() {
         true' | sort
 }
 
-if ! ct_boot "$NAME" "$STAGE" "$WORK/console.log"; then
-    if [[ -n $CT_PID ]]; then
-        echo "# jobs still queued in the container:"
-        ct systemctl list-jobs --no-pager 2>&1 | head -n 20 | note
-    fi
-    tail -n 30 "$WORK/console.log" | note
-    not_ok "boot systemd in a container"
-    exit 1
-fi
+boot_container
 
 # This machine is a container image whose /usr/sbin/policy-rc.d forbids
 # every service action (exit 101), as image builds do; the booted container
@@ -336,11 +240,6 @@ states() {
     done
     echo "${out% }"
 }
-running_workers() {
-    ct systemctl list-units 'bot@*.service' --state=active --no-legend --plain |
-        sed -n 's/^bot@\([0-9]*\)\.service .*/\1/p' | sort -n | tr '\n' ' ' | sed 's/ $//'
-}
-workers_are() { [[ $(running_workers) == "$1" ]]; }
 
 install_unconfigured() {
     local out rc=0
@@ -437,28 +336,10 @@ start_fleet() {
 }
 check "credentials + settings, then systemctl enable --now bot.target: 4 workers READY, socket on PORT, redelivery timer" start_fleet
 
-send() { "${PY[@]}" send --url "$BOT_URL/" --secret-file "$WORK/sender-secret" "$@"; }
-sent_ok() { python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d["failed"] == 0 and d["ok"] > 0 else 1)' "$1"; }
-# logged_once PREFIX SENT_JSON SINCE: every accepted delivery is logged by a
-# worker ("Request received" with DELIVERY_ID), exactly once.
-logged_once() {
-    local prefix=$1 sent=$2 since=$3 out
-    for _ in $(seq 1 20); do
-        ct journalctl --no-pager -o json --since "@$since" -u 'bot@*' >"$WORK/journal.json"
-        if out=$("${PY[@]}" deliveries --journal "$WORK/journal.json" --sent "$sent" --prefix "$prefix"); then
-            echo "$out" | note
-            return 0
-        fi
-        sleep 0.5
-    done
-    echo "$out" | note
-    return 1
-}
-
 webhooks_flow() {
     local since rc=0 id
     since=$(now)
-    "${PY[@]}" seed --fake "$FAKE_URL" --installation 4301 --repo deb/smoke --prs 8 | note || return 1
+    "${WEBHOOKS[@]}" seed --fake "$FAKE_URL" --installation 4301 --repo deb/smoke --prs 8 | note || return 1
     send --kind pr --installation 4301 --repo deb/smoke --count 8 --concurrency 4 \
         --id-prefix smoke --out "$WORK/smoke.json" | note
     sent_ok "$WORK/smoke.json" || rc=1
@@ -467,7 +348,7 @@ webhooks_flow() {
     echo "journalctl -u 'bot@*' DELIVERY_ID=$id:" | note
     ct journalctl --no-pager -o cat -u 'bot@*' DELIVERY_ID="$id" | note
     [[ $(ct journalctl --no-pager -o cat -u 'bot@*' DELIVERY_ID="$id" MESSAGE='Request received' | wc -l) == 1 ]] || rc=1
-    "${PY[@]}" check-runs --fake "$FAKE_URL" --installation 4301 --repo deb/smoke --prs 8 \
+    "${WEBHOOKS[@]}" check-runs --fake "$FAKE_URL" --installation 4301 --repo deb/smoke --prs 8 \
         --timeout 30 --out "$WORK/smoke.runs.json" | note || rc=1
     return $rc
 }
@@ -505,7 +386,7 @@ worker_table() {
 
 upgrade() {
     local rc=0 before_socket after_socket t0 t1 dpkg_out
-    "${PY[@]}" seed --fake "$FAKE_URL" --installation 4302 --repo deb/upgrade --prs 60 | note || return 1
+    "${WEBHOOKS[@]}" seed --fake "$FAKE_URL" --installation 4302 --repo deb/upgrade --prs 60 | note || return 1
     worker_table >"$WORK/workers.before"
     before_socket="$(prop bot.socket InvocationID) $(prop bot.socket ActiveEnterTimestampMonotonic)"
     local since
@@ -627,7 +508,7 @@ new_binary() {
 check "all 4 workers run the new binary (/proc/PID/exe is the new /usr/bin/task-list-bot)" new_binary
 
 upgrade_checks_arrive() {
-    "${PY[@]}" check-runs --fake "$FAKE_URL" --installation 4302 --repo deb/upgrade --prs 60 \
+    "${WEBHOOKS[@]}" check-runs --fake "$FAKE_URL" --installation 4302 --repo deb/upgrade --prs 60 \
         --timeout 60 --out "$WORK/upgrade.runs.json" | note
     [[ ${PIPESTATUS[0]} == 0 ]]
 }

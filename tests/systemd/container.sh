@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# A throw-away systemd machine for tests/systemd/e2e.sh (sourced, not run).
+# A throw-away systemd machine for the tests under a booted systemd (sourced
+# by harness.sh, not run).
 #
 # Boots the host's own systemd inside systemd-nspawn over a volatile overlay
 # of / (see shared SYSTEMD-NOTES.md): everything written inside vanishes when

@@ -19,216 +19,53 @@
 # curl and python3. About 70 s; everything is bounded by timeouts and the
 # whole run by E2E_TIMEOUT seconds (default 720). On failure the container's
 # journal is kept in E2E_ARTIFACTS (default: a directory under /tmp, printed).
+#
+# Sources harness.sh (results, the fake GitHub, the container, installing the
+# fleet, sending webhooks through webhooks.py, cleanup).
 
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-# shellcheck source-path=SCRIPTDIR source=container.sh
-source "$HERE/container.sh"
+# shellcheck source-path=SCRIPTDIR source=harness.sh
+source "$HERE/harness.sh"
 
-BOT=""
-FAKE=""
-while (($#)); do
-    case $1 in
-        --bot) BOT=$2; shift 2 ;;
-        --fake) FAKE=$2; shift 2 ;;
-        -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
-if [[ -z $BOT || -z $FAKE ]]; then
-    echo "usage: $0 --bot BIN --fake FAKE_BIN" >&2
-    exit 2
-fi
-BOT=$(realpath "$BOT") && FAKE=$(realpath "$FAKE") || exit 2
-[[ -x $BOT && -x $FAKE ]] || { echo "not executable: $BOT or $FAKE" >&2; exit 2; }
-if ((EUID != 0)); then
-    echo "must run as root (mounts, systemd-nspawn)" >&2
-    exit 2
-fi
-if ! command -v systemd-nspawn >/dev/null; then
-    echo "# installing systemd-container (systemd-nspawn)"
-    { apt-get update -q && apt-get install -y -q systemd-container; } >/dev/null || exit 2
-fi
-for tool in nsenter curl python3 mountpoint; do
-    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
-done
+bot_fake_args "$@"
+preflight "mounts, systemd-nspawn"
 
-PY=(python3 "$HERE/webhooks.py")
-WORK=$(mktemp -d /tmp/task-list-bot-e2e.XXXXXX)
-ARTIFACTS=${E2E_ARTIFACTS:-$WORK/artifacts}
-mkdir -p "$ARTIFACTS" "$WORK/stage"
-NAME=task-list-bot-e2e-$$
-PASSED=0
-FAILED=0
-FAKE_PID=""
-GUARD_PID=""
 SENDER_PID=""   # background traffic of the kill -9 check
+harness_init e2e "${E2E_ARTIFACTS:-}"
+KEEP_ARTIFACTS=${E2E_ARTIFACTS:-}   # asked for: kept even when all checks pass
+REPORT_DURATION=1
+trap 'not_ok "the run was interrupted (a signal, or E2E_TIMEOUT)"; exit 130' INT TERM
+start_guard "${E2E_TIMEOUT:-720}" "E2E_TIMEOUT (${E2E_TIMEOUT:-720} s) reached"
 
-ok() { echo "ok - $*"; PASSED=$((PASSED + 1)); }
-not_ok() { echo "not ok - $*"; FAILED=$((FAILED + 1)); }
-note() { sed 's/^/# /'; }
-# check DESCRIPTION CMD...: one line for the outcome of CMD.
-check() {
-    local description=$1
-    shift
-    if "$@"; then ok "$description"; else not_ok "$description"; fi
+# Called by the harness's EXIT trap.
+before_teardown() { [[ -n $SENDER_PID ]] && kill "$SENDER_PID" 2>/dev/null; }
+save_artifacts() {
+    save_journal 80 'bot@*' bot.socket
+    save_files "$WORK/console.log"
 }
-# wait_for SECONDS CMD...: run CMD every half second until it succeeds.
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.5
-    done
-}
-prop() { ct systemctl show -p "$2" --value "$1"; }
+
 # Predicates for wait_for.
 state_is() { [[ $(prop "$1" ActiveState) == "$2" ]]; }
 restarted_since() { state_is "$1" active && (($(prop "$1" NRestarts) > $2)); }
 restarts_at_least() { (($(prop "$1" NRestarts) >= $2)); }
 journal_has() { ct journalctl --no-pager -o cat -u "$1" --since "@$2" | grep -qF "$3"; }
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    [[ -n $GUARD_PID ]] && kill "$GUARD_PID" 2>/dev/null
-    [[ -n $SENDER_PID ]] && kill "$SENDER_PID" 2>/dev/null
-    if [[ -n $CT_PID ]] && ((FAILED > 0 || rc != 0)) || [[ -n $CT_PID && -n ${E2E_ARTIFACTS:-} ]]; then
-        ct journalctl -b --no-pager -o short-precise >"$ARTIFACTS/journal.txt" 2>&1
-        ct journalctl -b --no-pager -o json -u 'bot@*' -u bot.socket >"$ARTIFACTS/journal-bot.json" 2>&1
-        echo "# last lines of the workers' journal (all of it in $ARTIFACTS/journal.txt):"
-        ct journalctl -b --no-pager -o short-precise -u 'bot@*' -u bot.socket -n 80 | note
-        [[ -s $WORK/console.log ]] && cp "$WORK/console.log" "$ARTIFACTS/"
-        [[ -s $WORK/fake.log ]] && cp "$WORK/fake.log" "$ARTIFACTS/" && {
-            echo "# last lines of the fake GitHub's log:"
-            tail -n 20 "$WORK/fake.log" | note
-        }
-    fi
-    ct_stop
-    if [[ -n $FAKE_PID ]]; then
-        kill "$FAKE_PID" 2>/dev/null
-        wait "$FAKE_PID" 2>/dev/null
-    fi
-    echo "# finished in $SECONDS s"
-    if ((FAILED > 0 || rc != 0)) || [[ -n ${E2E_ARTIFACTS:-} ]]; then
-        echo "# artifacts kept in $ARTIFACTS"
-        [[ $ARTIFACTS == "$WORK"/* ]] && find "$WORK" -mindepth 1 -maxdepth 1 ! -name artifacts -exec rm -rf {} +
-    else
-        rm -rf "$WORK"
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    if ((FAILED > 0 && rc == 0)); then rc=1; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'not_ok "the run was interrupted (a signal, or E2E_TIMEOUT)"; exit 130' INT TERM
-# The whole run is bounded: the guard interrupts a step that hangs anyway.
-(
-    end=$((SECONDS + ${E2E_TIMEOUT:-720}))
-    while ((SECONDS < end)); do sleep 2; done
-    echo "# E2E_TIMEOUT (${E2E_TIMEOUT:-720} s) reached"
-    kill -TERM $$
-) &
-GUARD_PID=$!
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-BOT_PORT=$(free_port)
-FAKE_PORT=$(free_port)
-while [[ $FAKE_PORT == "$BOT_PORT" ]]; do FAKE_PORT=$(free_port); done
-BOT_URL=http://127.0.0.1:$BOT_PORT
-FAKE_URL=http://127.0.0.1:$FAKE_PORT
-SECRET_FILE=$WORK/stage/webhook-secret
-
 # --- setup -------------------------------------------------------------------
 
+pick_ports
 # The fake's received_ms counts from its start.
 FAKE_T0_MS=$(date +%s%3N)
-"$FAKE" --listen "127.0.0.1:$FAKE_PORT" --app-id 1 \
-    --public-key "$REPO/tests/data/test-app-key.pub.pem" >"$WORK/fake.log" 2>&1 &
-FAKE_PID=$!
-if ! "${PY[@]}" wait-http --url "$FAKE_URL/_fake/health" --timeout 20; then
-    note <"$WORK/fake.log"
-    not_ok "start the fake GitHub"
-    exit 1
-fi
-echo "# fake GitHub on $FAKE_URL (pid $FAKE_PID)"
-
-cp "$BOT" "$WORK/stage/task-list-bot"
-cp "$REPO/systemd/bot.socket" "$REPO/systemd/bot@.service" "$REPO/systemd/bot.target" "$WORK/stage/"
-cp "$REPO/tests/data/test-app-key.pem" "$WORK/stage/private-key.pem"
-python3 -c 'import secrets; print(secrets.token_hex(20), end="")' >"$SECRET_FILE"
-cat >"$WORK/stage/task-list-bot.default" <<EOF
-# /etc/default/task-list-bot for the end-to-end test
-APP_ID=1
-GHE_HOST=127.0.0.1:$FAKE_PORT
-GHE_PROTOCOL=http
-LOG_LEVEL=info
-WRITE_RATE=1
-DRAIN_TIMEOUT=20
-WEB_CONCURRENCY=4
-HOST=127.0.0.1
-PORT=$BOT_PORT
-EOF
-chmod -R a+rX "$WORK/stage"
-
-if ! ct_boot "$NAME" "$WORK/stage" "$WORK/console.log"; then
-    not_ok "boot systemd in a container"
-    exit 1
-fi
-
-install_and_start() {
-    ct sh -euc '
-        install -m 0755 /e2e/task-list-bot /usr/bin/task-list-bot
-        install -m 0644 /e2e/bot.socket /e2e/bot@.service /e2e/bot.target /usr/lib/systemd/system/
-        ln -sf /usr/bin/task-list-bot /usr/lib/systemd/system-generators/task-list-bot-generator
-        install -d -m 0755 /etc/task-list-bot
-        install -m 0600 /e2e/private-key.pem /etc/task-list-bot/private-key.pem
-        install -m 0600 /e2e/webhook-secret /etc/task-list-bot/webhook-secret
-        install -m 0644 /e2e/task-list-bot.default /etc/default/task-list-bot
-        systemctl daemon-reload
-        systemctl enable --quiet bot.socket bot.target
-        systemctl start bot.target
-    '
-}
-if ! install_and_start 2>&1 | note; then
-    not_ok "install the units and start bot.target"
-    exit 1
-fi
+start_fake
+stage_fleet "the end-to-end test" 1 4
+boot_container
+install_and_start
 
 # --- helpers for the checks --------------------------------------------------
 
-# The running bot@ instances, as "1 2 3 4".
-running_workers() {
-    ct systemctl list-units 'bot@*.service' --state=active --no-legend --plain |
-        sed -n 's/^bot@\([0-9]*\)\.service .*/\1/p' | sort -n | tr '\n' ' ' | sed 's/ $//'
-}
-workers_are() { [[ $(running_workers) == "$1" ]]; }
 all_stopped() { [[ -z $(running_workers) ]] && ! ct systemctl list-units 'bot@*.service' --state=deactivating,activating --no-legend --plain | grep -q .; }
 set_workers() { ct sed -i "s/^WEB_CONCURRENCY=.*/WEB_CONCURRENCY=$1/" /etc/default/task-list-bot; }
-journal_since() { ct journalctl --no-pager -o json --since "@$1" "${@:2}" >"$WORK/journal.json"; }
-now() { date +%s; }
-# deliveries PREFIX SENT_JSON MIN_WORKERS: every accepted delivery logged once.
-deliveries() {
-    local prefix=$1 sent=$2 min=$3 since=$4 out
-    for _ in $(seq 1 20); do
-        journal_since "$since" -u 'bot@*'
-        if out=$("${PY[@]}" deliveries --journal "$WORK/journal.json" --sent "$sent" \
-            --prefix "$prefix" --min-workers "$min" --out "$WORK/$prefix.deliveries.json"); then
-            echo "$out" | note
-            return 0
-        fi
-        sleep 0.5
-    done
-    echo "$out" | note
-    return 1
-}
-send() { "${PY[@]}" send --url "$BOT_URL/" --secret-file "$SECRET_FILE" "$@"; }
-sent_ok() { python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d["failed"] == 0 and d["ok"] > 0 else 1)' "$1"; }
 
 # --- 1. the units ------------------------------------------------------------
 
@@ -320,16 +157,16 @@ spread_once() {
     # is woken, the one that is already running wins accept()).
     send --kind ping --count 200 --rate 25 --concurrency 8 --id-prefix spread --out "$WORK/spread.json" | note
     sent_ok "$WORK/spread.json" || return 1
-    deliveries spread "$WORK/spread.json" 4 "$since"
+    logged_once spread "$WORK/spread.json" "$since" --min-workers 4 --out "$WORK/spread.deliveries.json"
 }
 check "200 signed deliveries: all accepted, each logged once, spread over all 4 workers" spread_once
 
 burst_rate() {
-    "${PY[@]}" seed --fake "$FAKE_URL" --installation 4201 --repo e2e/burst --prs 20 | note || return 1
+    "${WEBHOOKS[@]}" seed --fake "$FAKE_URL" --installation 4201 --repo e2e/burst --prs 20 | note || return 1
     send --kind pr --installation 4201 --repo e2e/burst --count 20 --concurrency 20 \
         --id-prefix burst --out "$WORK/burst.json" | note
     sent_ok "$WORK/burst.json" || return 1
-    "${PY[@]}" check-runs --fake "$FAKE_URL" --installation 4201 --repo e2e/burst --prs 20 \
+    "${WEBHOOKS[@]}" check-runs --fake "$FAKE_URL" --installation 4201 --repo e2e/burst --prs 20 \
         --timeout 40 --out "$WORK/burst.rate.json" | note || return 1
     local rate
     rate=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("rate_per_s", 0))' "$WORK/burst.rate.json")
@@ -367,7 +204,7 @@ kill_worker() {
     }
     after=$(prop bot@2.service NRestarts)
     echo "bot@2 active again, NRestarts $before -> $after" | note
-    deliveries kill "$WORK/kill.json" 0 "$since" || okay=1
+    logged_once kill "$WORK/kill.json" "$since" --min-workers 0 --out "$WORK/kill.deliveries.json" || okay=1
     return $okay
 }
 check "kill -9 of a worker under traffic: no delivery refused or failed, systemd restarts it" kill_worker
@@ -466,7 +303,7 @@ check "scaling 4 -> 2 -> 6 through WEB_CONCURRENCY, daemon-reload and restart bo
 
 drain_on_stop() {
     local okay=0 stop_ms t0
-    "${PY[@]}" seed --fake "$FAKE_URL" --installation 4202 --repo e2e/drain --prs 16 | note || return 1
+    "${WEBHOOKS[@]}" seed --fake "$FAKE_URL" --installation 4202 --repo e2e/drain --prs 16 | note || return 1
     send --kind pr --installation 4202 --repo e2e/drain --count 16 --concurrency 16 \
         --id-prefix drain --out "$WORK/drain.json" | note
     sent_ok "$WORK/drain.json" || okay=1
@@ -476,7 +313,7 @@ drain_on_stop() {
     # stop bot.target returns once the target is down; the workers drain on.
     wait_for 40 all_stopped || { echo "still running: $(running_workers)" | note; okay=1; }
     echo "all workers stopped $((SECONDS - t0)) s after systemctl stop bot.target" | note
-    "${PY[@]}" check-runs --fake "$FAKE_URL" --installation 4202 --repo e2e/drain --prs 16 \
+    "${WEBHOOKS[@]}" check-runs --fake "$FAKE_URL" --installation 4202 --repo e2e/drain --prs 16 \
         --timeout 1 --after-ms "$stop_ms" --fake-t0-ms "$FAKE_T0_MS" --out "$WORK/drain.runs.json" | note || okay=1
     local after
     after=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("after", 0))' "$WORK/drain.runs.json")

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Traffic and bookkeeping for tests/systemd/e2e.sh (Python 3 stdlib only).
+"""Traffic and bookkeeping for tests/systemd/e2e.sh and tests/deb/test.sh
+(through harness.sh); Python 3 stdlib only. tests/chaos/chaos.py imports its
+signed delivery and HTTP helpers.
 
 Subcommands:
   send         deliver signed webhooks (ping or pull_request.opened) to the bot,
@@ -96,18 +98,25 @@ def classify(exc):
     return type(exc).__name__
 
 
-def deliver(url, secret, event, body, delivery, timeout):
+def is_2xx(status):
+    return status is not None and 200 <= status < 300
+
+
+def deliver(url, secret, event, body, delivery, timeout, user_agent="GitHub-Hookshot/e2e", extra_headers=None):
     """One delivery on its own connection (so that the kernel hands each one
-    to whichever worker accepts next). Returns (status or None, error)."""
+    to whichever worker accepts next), signed with `secret` as GitHub signs
+    them; `extra_headers` go before the signature. Returns (status or None,
+    error). Also used by tests/chaos/chaos.py."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     signature = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
     headers = {
         "Content-Type": "application/json",
-        "User-Agent": "GitHub-Hookshot/e2e",
+        "User-Agent": user_agent,
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery,
         "X-GitHub-Hook-ID": "1",
+        **(extra_headers or {}),
         "X-Hub-Signature-256": signature,
         "Connection": "close",
     }
@@ -164,8 +173,8 @@ def cmd_send(args):
         t.start()
     for t in threads:
         t.join()
-    ok = [r for r in results if r["status"] is not None and 200 <= r["status"] < 300]
-    failed = [r for r in results if not (r["status"] is not None and 200 <= r["status"] < 300)]
+    ok = [r for r in results if is_2xx(r["status"])]
+    failed = [r for r in results if not is_2xx(r["status"])]
     summary = {
         "sent": len(results),
         "ok": len(ok),
@@ -246,6 +255,8 @@ def cmd_deliveries(args):
 
 
 def http_json(method, url, body=None, timeout=10):
+    """`method` on `url` with `body` as JSON; returns (status, decoded answer
+    or None). Also used by tests/chaos/chaos.py."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -384,20 +395,20 @@ def main():
     p.add_argument("--out")
     p.set_defaults(func=cmd_deliveries)
 
+    def pull_requests(p, installation_required):
+        """The seeded pull requests, the same options for seed and check-runs."""
+        p.add_argument("--fake", required=True)
+        p.add_argument("--installation", type=int, required=installation_required)
+        p.add_argument("--repo", required=True)
+        p.add_argument("--first-pr", type=int, default=1)
+        p.add_argument("--prs", type=int, required=True)
+
     p = sub.add_parser("seed")
-    p.add_argument("--fake", required=True)
-    p.add_argument("--installation", type=int, required=True)
-    p.add_argument("--repo", required=True)
-    p.add_argument("--first-pr", type=int, default=1)
-    p.add_argument("--prs", type=int, required=True)
+    pull_requests(p, installation_required=True)
     p.set_defaults(func=cmd_seed)
 
     p = sub.add_parser("check-runs")
-    p.add_argument("--fake", required=True)
-    p.add_argument("--installation", type=int)
-    p.add_argument("--repo", required=True)
-    p.add_argument("--first-pr", type=int, default=1)
-    p.add_argument("--prs", type=int, required=True)
+    pull_requests(p, installation_required=False)
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--after-ms", type=int, help="wall clock (ms since the epoch): count the writes after it")
     p.add_argument("--fake-t0-ms", type=int, default=0, help="wall clock (ms) when the fake started")
