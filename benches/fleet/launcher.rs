@@ -282,8 +282,33 @@ impl Fleet {
         self.workers.iter().map(|worker| worker.pid).collect()
     }
 
+    /// Fails, with the worker's log, when a worker has exited: every later
+    /// figure would be wrong without saying so.
+    pub fn ensure_running(&self) -> anyhow::Result<()> {
+        for worker in &self.workers {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", worker.pid));
+            let exited = match &stat {
+                Ok(stat) => stat
+                    .rfind(')')
+                    .and_then(|end| stat[end + 1..].split_whitespace().next())
+                    .is_some_and(|state| state == "Z" || state == "X"),
+                Err(_) => true,
+            };
+            if exited {
+                bail!(
+                    "worker {} (pid {}) exited during the run; its log:\n{}",
+                    worker.number,
+                    worker.pid,
+                    log_tail(&worker.log_path)
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// `VmRSS` and `Pss` of each worker, now.
     pub fn memory(&self) -> anyhow::Result<Memory> {
+        self.ensure_running()?;
         let pids = self.pids();
         Ok(Memory {
             resident: pids

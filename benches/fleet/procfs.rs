@@ -10,7 +10,14 @@ use anyhow::{Context, bail};
 pub fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    kib_field(&status, "VmRSS:").with_context(|| format!("no readable VmRSS line in {path}"))
+    kib_field(&status, "VmRSS:").with_context(|| {
+        // A process that has exited (a zombie until reaped) has no memory.
+        let state = status
+            .lines()
+            .find(|line| line.starts_with("State:"))
+            .unwrap_or("State: unknown");
+        format!("no readable VmRSS line in {path} ({state})")
+    })
 }
 
 /// `Pss` of a process (its private pages plus its share of pages it shares
