@@ -16,7 +16,7 @@
 //! check run. A missed target is reported, never fatal; the exit status is
 //! non-zero only when the benchmark breaks or a check is wrong or missing.
 
-#[path = "../tests/support/fake_github.rs"]
+#[path = "../tests/support/fake_github/mod.rs"]
 mod fake_github;
 #[path = "../tests/support/webhooks.rs"]
 mod webhooks;

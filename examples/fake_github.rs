@@ -10,9 +10,9 @@
 //! with `--addr-file` the same line is written to that file (atomically, so a
 //! script polling for the file never reads half of it). Seed state, inject
 //! faults and read what arrived through the `/_fake/...` admin endpoints
-//! documented in `tests/support/fake_github.rs`. Stops on SIGINT or SIGTERM.
+//! documented in `tests/support/fake_github/mod.rs`. Stops on SIGINT or SIGTERM.
 
-#[path = "../tests/support/fake_github.rs"]
+#[path = "../tests/support/fake_github/mod.rs"]
 mod fake_github;
 
 use std::io::Write as _;

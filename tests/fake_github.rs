@@ -7,7 +7,7 @@
 //! details (Link, rate limits, Retry-After) are checked with a tiny raw
 //! HTTP/1.1 client, which also lets a test choose the `Host` header.
 
-#[path = "support/fake_github.rs"]
+#[path = "support/fake_github/mod.rs"]
 mod fake_github;
 #[path = "support/webhooks.rs"]
 mod webhooks;
