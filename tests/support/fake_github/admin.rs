@@ -58,10 +58,6 @@ pub(super) enum FaultSpec {
         #[serde(default = "sixty")]
         retry_after_secs: u64,
     },
-    PrimaryRateLimitExhausted {
-        #[serde(default = "sixty")]
-        reset_in_secs: u64,
-    },
     ExpiredToken,
 }
 
@@ -75,9 +71,6 @@ impl From<FaultSpec> for Fault {
             }
             FaultSpec::RateLimited429 { retry_after_secs } => {
                 Fault::RateLimited429 { retry_after_secs }
-            }
-            FaultSpec::PrimaryRateLimitExhausted { reset_in_secs } => {
-                Fault::PrimaryRateLimitExhausted { reset_in_secs }
             }
             FaultSpec::ExpiredToken => Fault::ExpiredToken,
         }
@@ -94,9 +87,6 @@ pub(super) fn fault_json(fault: &Fault) -> Value {
         Fault::RateLimited429 { retry_after_secs } => {
             json!({"kind": "rate_limited_429", "retry_after_secs": retry_after_secs})
         }
-        Fault::PrimaryRateLimitExhausted { reset_in_secs } => {
-            json!({"kind": "primary_rate_limit_exhausted", "reset_in_secs": reset_in_secs})
-        }
         Fault::ExpiredToken => json!({"kind": "expired_token"}),
     }
 }
@@ -107,9 +97,51 @@ pub(super) struct TokenTtl {
 }
 
 #[derive(Deserialize)]
-pub(super) struct RateLimit {
+pub(super) struct PrimaryLimit {
     pub(super) installation_id: u64,
+    #[serde(default = "default_limit")]
+    pub(super) limit: u32,
     pub(super) remaining: u32,
+    #[serde(default = "hour_ms")]
+    pub(super) reset_in_ms: u64,
+}
+
+fn default_limit() -> u32 {
+    INSTALLATION_RATE_LIMIT
+}
+fn hour_ms() -> u64 {
+    3_600_000
+}
+
+#[derive(Deserialize)]
+pub(super) struct SecondaryLimit {
+    pub(super) scope: Scope,
+    pub(super) status: u16,
+    pub(super) retry_after_ms: Option<u64>,
+    pub(super) lasts_ms: u64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct OutageSpec {
+    pub(super) scope: Scope,
+    pub(super) status: u16,
+    pub(super) lasts_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Switch {
+    pub(super) enabled: bool,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Rename {
+    pub(super) from: String,
+    pub(super) to: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Permission {
+    pub(super) permission: String,
 }
 
 #[derive(Deserialize)]
@@ -314,18 +346,104 @@ pub(super) fn handle(shared: &Arc<Shared>, parts: &http::request::Parts, body: &
             }
             Err(err) => bad_json(&err),
         },
-        ("PUT", ["rate-limit"]) => match parse::<RateLimit>(body) {
+        ("PUT", ["primary-limit" | "rate-limit"]) => match parse::<PrimaryLimit>(body) {
             Ok(req) => {
-                shared
-                    .model()
-                    .set_rate_remaining(Bucket::Installation(req.installation_id), req.remaining);
+                handle_of(shared).set_primary_limit(
+                    req.installation_id,
+                    req.limit,
+                    req.remaining,
+                    Duration::from_millis(req.reset_in_ms),
+                );
                 answer(
                     StatusCode::OK,
-                    json!({"installation_id": req.installation_id, "remaining": req.remaining}),
+                    json!({"installation_id": req.installation_id, "limit": req.limit, "remaining": req.remaining, "reset_in_ms": req.reset_in_ms}),
                 )
             }
             Err(err) => bad_json(&err),
         },
+        ("POST", ["secondary-limit"]) => match parse::<SecondaryLimit>(body) {
+            Ok(req) => {
+                handle_of(shared).secondary_limit(
+                    req.scope,
+                    req.status,
+                    req.retry_after_ms.map(Duration::from_millis),
+                    Duration::from_millis(req.lasts_ms),
+                );
+                answer(StatusCode::CREATED, json!({}))
+            }
+            Err(err) => bad_json(&err),
+        },
+        ("DELETE", ["secondary-limit"]) => {
+            shared.model().limits.secondary.clear();
+            answer(StatusCode::OK, json!({}))
+        }
+        ("PUT", ["content-creation-limits"]) => match parse::<Switch>(body) {
+            Ok(req) => {
+                handle_of(shared).set_content_creation_limits(req.enabled);
+                answer(StatusCode::OK, json!({"enabled": req.enabled}))
+            }
+            Err(err) => bad_json(&err),
+        },
+        ("PUT", ["strict-headers"]) => match parse::<Switch>(body) {
+            Ok(req) => {
+                handle_of(shared).set_strict_headers(req.enabled);
+                answer(StatusCode::OK, json!({"enabled": req.enabled}))
+            }
+            Err(err) => bad_json(&err),
+        },
+        ("POST", ["outage"]) => match parse::<OutageSpec>(body) {
+            Ok(req) => {
+                handle_of(shared).outage(
+                    req.scope,
+                    req.status,
+                    req.lasts_ms.map(Duration::from_millis),
+                );
+                answer(StatusCode::CREATED, json!({}))
+            }
+            Err(err) => bad_json(&err),
+        },
+        ("DELETE", ["outage"]) => {
+            handle_of(shared).end_outage();
+            answer(StatusCode::OK, json!({}))
+        }
+        ("POST", ["renames"]) => match parse::<Rename>(body) {
+            Ok(req) => model_result(
+                StatusCode::CREATED,
+                shared
+                    .model()
+                    .rename_repo(&req.from, &req.to)
+                    .map(|()| json!({"from": req.from, "to": req.to})),
+            ),
+            Err(err) => bad_json(&err),
+        },
+        ("POST", ["installations", id, "revoke"]) => {
+            let Ok(id) = id.parse::<u64>() else {
+                return refuse(StatusCode::NOT_FOUND, "not an installation id");
+            };
+            match parse::<Permission>(body) {
+                Ok(req) => {
+                    handle_of(shared).revoke_permission(id, &req.permission);
+                    let permissions = shared.model().installation_permissions(id);
+                    answer(StatusCode::OK, json!({"permissions": permissions}))
+                }
+                Err(err) => bad_json(&err),
+            }
+        }
+        ("POST", ["installations", id, "suspend"]) => {
+            let Ok(id) = id.parse::<u64>() else {
+                return refuse(StatusCode::NOT_FOUND, "not an installation id");
+            };
+            handle_of(shared).suspend_installation(id);
+            answer(StatusCode::OK, json!({"suspended": id}))
+        }
+        ("DELETE", ["users", login]) => {
+            handle_of(shared).delete_user(login);
+            answer(StatusCode::OK, json!({"deleted": login}))
+        }
+        ("GET", ["openapi-violations"]) => answer(
+            StatusCode::OK,
+            json!(handle_of(shared).openapi_violations()),
+        ),
         ("POST", ["deliveries"]) => match parse::<NewDelivery>(body) {
             Ok(req) => {
                 let delivery = shared.model().add_delivery(req);
@@ -391,7 +509,7 @@ pub(super) fn put_pull(shared: &Shared, full_name: &str, number: &str, body: &[u
     if let Err(err) = model.upsert_pull(full_name, pull) {
         return refuse(StatusCode::NOT_FOUND, err);
     }
-    let urls = shared.urls();
+    let urls = shared.urls().with_deleted(&model);
     match model.repo(full_name) {
         Ok(repo) => match repo.threads.get(&number) {
             Some(thread) => answer(StatusCode::OK, render::pull(&urls, repo, thread)),

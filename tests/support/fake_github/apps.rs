@@ -135,6 +135,9 @@ pub(super) fn access_token(call: &Call<'_>, installation_id: u64, docs: &str) ->
     if !model.installation_exists(installation_id) {
         return Reply::not_found(docs);
     }
+    if model.suspended.contains(&installation_id) {
+        return Reply::error(StatusCode::FORBIDDEN, MSG_INSTALLATION_SUSPENDED, docs);
+    }
     // Optional scoping to some of the installation's repositories.
     let names = body.get("repositories").and_then(Value::as_array);
     let ids = body.get("repository_ids").and_then(Value::as_array);
@@ -185,7 +188,7 @@ pub(super) fn access_token(call: &Call<'_>, installation_id: u64, docs: &str) ->
     let repositories: Vec<Value> = scoped.iter().map(|r| render::repo(&call.urls, r)).collect();
     let permissions = match body.get("permissions") {
         Some(p @ Value::Object(_)) => p.clone(),
-        _ => render::permissions(),
+        _ => json!(model.installation_permissions(installation_id)),
     };
     let issued = model.issue_token(installation_id, scope);
     let mut answer = json!({

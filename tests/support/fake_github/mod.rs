@@ -45,6 +45,41 @@
 //!
 //! Anything else is `404 {"message":"Not Found"}`.
 //!
+//! # How strict it is
+//!
+//! Besides the checks above, as GitHub does:
+//!
+//! | rule | answer |
+//! | --- | --- |
+//! | a repeated `User-Agent`, `Authorization`, `Content-Type` or `Host` header | 400 (switch: [`FakeGitHub::set_strict_headers`]) |
+//! | check-run `output.summary`/`output.text` over 65,535 bytes of UTF-8 | 422 |
+//! | more than 80 content-creating requests (check-run creations) of one installation in a minute, or 500 in an hour | 403, secondary rate limit (switch: [`FakeGitHub::set_content_creation_limits`]) |
+//! | the primary limit spent | 403 with `x-ratelimit-remaining: 0` until `x-ratelimit-reset` |
+//! | a renamed or transferred repository's old name | 301 (GET, HEAD) or 307, `Location: .../repositories/{id}/...` |
+//! | an installation without the permission an endpoint needs | 403 "Resource not accessible by integration" |
+//! | a token for a suspended installation | 403 "This installation has been suspended" |
+//! | redelivery of a delivery older than GitHub keeps them | 422 |
+//!
+//! A request refused by any of these (or by an outage or a fault) is still
+//! recorded in [`FakeGitHub::requests`] with the status it got, so tests can
+//! count attempts.
+//!
+//! # Test-control API
+//!
+//! | method | what it does |
+//! | --- | --- |
+//! | [`FakeGitHub::secondary_limit`]`(scope, status, retry_after, lasts)` | requests in [`Scope`] get 403/429 with GitHub's secondary-limit message (and `Retry-After` if given) for `lasts` |
+//! | [`FakeGitHub::set_content_creation_limits`]`(enabled)` | GitHub's content-creation limit on (default) or off |
+//! | [`FakeGitHub::outage`]`(scope, status, lasts)`, [`FakeGitHub::end_outage`] | requests in [`Scope`] get `status` (502, 503, 504 with GitHub's bodies) until the end |
+//! | [`FakeGitHub::set_primary_limit`]`(installation, limit, remaining, reset_in)` | an installation's primary window |
+//! | [`FakeGitHub::rename_repo`]`(old, new)` | the old name redirects to `/repositories/{id}` |
+//! | [`FakeGitHub::revoke_permission`]`(installation, permission)`, [`FakeGitHub::grant_permission`] | `checks`, `pull_requests`, `issues`, `contents`, `metadata` |
+//! | [`FakeGitHub::suspend_installation`]`(installation)` | token mints get 403, its tokens stop working |
+//! | [`FakeGitHub::delete_user`]`(login)` | `"user": null` wherever the account authored something |
+//! | [`FakeGitHub::set_strict_headers`]`(strict)` | the repeated-header rule on (default) or off |
+//! | [`FakeGitHub::openapi_violations`]`()` | requests that broke GitHub's OpenAPI description |
+//! | [`FakeGitHub::inject`]`(endpoint, fault, times)` | one-shot faults: server errors, slowness, secondary limits, expired tokens |
+//!
 //! # Admin endpoints (`/_fake/...`, JSON in and out, no auth)
 //!
 //! They exist so that shell scripts driving the example binary can do what
@@ -60,14 +95,23 @@
 //! | `POST /_fake/repos/{o}/{r}/pulls/{n}/reviews` | `{"author", "body", "state"?: "COMMENTED"\|"APPROVED"\|...}` → 201 `{"id": N}` |
 //! | `POST /_fake/repos/{o}/{r}/pulls/{n}/review-comments` | `{"author", "body"}` → 201 `{"id": N, "review_id": M}` |
 //! | `POST /_fake/repos/{o}/{r}/commits` | `{"sha": "..."}`: makes a SHA known (for merge-queue heads) |
-//! | `POST /_fake/faults` | `{"endpoint": "create_check_run", "fault": {"kind": "server_error", "status": 503}, "times": 2}`; kinds: `server_error {status}`, `slow {millis}`, `secondary_rate_limit {retry_after_secs}`, `rate_limited_429 {retry_after_secs}`, `primary_rate_limit_exhausted {reset_in_secs}`, `expired_token`; endpoints: `access_token`, `get_pull`, `list_issue_comments`, `list_reviews`, `list_review_comments`, `create_check_run`, `list_check_runs_for_ref`, `list_deliveries`, `redeliver_attempt`, `any` |
+//! | `POST /_fake/faults` | `{"endpoint": "create_check_run", "fault": {"kind": "server_error", "status": 503}, "times": 2}`; kinds: `server_error {status}`, `slow {millis}`, `secondary_rate_limit {retry_after_secs}`, `rate_limited_429 {retry_after_secs}`, `expired_token`; endpoints: `access_token`, `get_pull`, `list_issue_comments`, `list_reviews`, `list_review_comments`, `create_check_run`, `list_check_runs_for_ref`, `list_deliveries`, `redeliver_attempt`, `any` |
 //! | `GET /_fake/faults`, `DELETE /_fake/faults` | pending faults / drop them all |
 //! | `GET /_fake/check-runs[?repo=o/r]` | recorded check-run POSTs in arrival order: `[{"id", "repo", "installation_id", "head_sha", "name", "received_ms", "body"}]` |
 //! | `GET /_fake/requests` | every API request: `[{"method", "path", "status", "installation_id", "endpoint", "received_ms"}]` |
 //! | `GET /_fake/tokens` | issued installation tokens: `[{"installation_id", "issued_ms", "expires_at"}]` |
 //! | `POST /_fake/tokens/expire` | every issued token becomes invalid (401 `Bad credentials`) |
 //! | `PUT /_fake/token-ttl` | `{"secs": 5}`: lifetime of tokens issued from now on |
-//! | `PUT /_fake/rate-limit` | `{"installation_id": 7, "remaining": 0}` |
+//! | `PUT /_fake/primary-limit` (alias `/_fake/rate-limit`) | `{"installation_id": 7, "limit"?: 5000, "remaining": 0, "reset_in_ms"?: 3600000}`: [`FakeGitHub::set_primary_limit`] |
+//! | `POST /_fake/secondary-limit`, `DELETE /_fake/secondary-limit` | `{"scope": "all"\|"writes"\|"check_run_creation", "status": 403, "retry_after_ms"?: 2000, "lasts_ms": 5000}`: [`FakeGitHub::secondary_limit`] / lift them all |
+//! | `PUT /_fake/content-creation-limits` | `{"enabled": false}`: [`FakeGitHub::set_content_creation_limits`] |
+//! | `POST /_fake/outage`, `DELETE /_fake/outage` | `{"scope": "all", "status": 502, "lasts_ms"?: 3000}`: [`FakeGitHub::outage`] / [`FakeGitHub::end_outage`] |
+//! | `POST /_fake/renames` | `{"from": "octo/old", "to": "octo/new"}`: [`FakeGitHub::rename_repo`] |
+//! | `POST /_fake/installations/{id}/revoke` | `{"permission": "checks"}`: [`FakeGitHub::revoke_permission`] → the permissions left |
+//! | `POST /_fake/installations/{id}/suspend` | [`FakeGitHub::suspend_installation`] |
+//! | `DELETE /_fake/users/{login}` | [`FakeGitHub::delete_user`] |
+//! | `PUT /_fake/strict-headers` | `{"enabled": false}`: [`FakeGitHub::set_strict_headers`] |
+//! | `GET /_fake/openapi-violations` | `["..."]`: [`FakeGitHub::openapi_violations`] |
 //! | `POST /_fake/deliveries` | a [`NewDelivery`] as JSON, e.g. `{"event": "pull_request", "action": "opened", "status_code": 503}` → 201 the delivery |
 //! | `GET /_fake/deliveries` | all deliveries, newest first |
 //! | `GET /_fake/redeliveries` | `[{"delivery_id", "guid", "received_ms"}]` |
@@ -134,7 +178,7 @@ const APP_RATE_LIMIT: u32 = 5000;
 /// The primary rate limit of unauthenticated requests.
 const ANONYMOUS_RATE_LIMIT: u32 = 60;
 /// Length of one rate-limit window.
-const RATE_WINDOW_SECS: u64 = 3600;
+const RATE_WINDOW: Duration = Duration::from_secs(3600);
 /// Default lifetime of installation tokens, as on GitHub.
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Clock skew tolerated on a JWT's `iat`, as GitHub does.
@@ -154,10 +198,14 @@ const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 const APP_SLUG: &str = "task-list-bot";
 
 const DOCS_REST: &str = "https://docs.github.com/rest";
+const DOCS_REDIRECTS: &str =
+    "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api#follow-redirects";
 const DOCS_RATE_PRIMARY: &str = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-the-primary-rate-limit";
 const DOCS_RATE_SECONDARY: &str = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits";
 
 const MSG_BAD_CREDENTIALS: &str = "Bad credentials";
+const MSG_NOT_ACCESSIBLE_BY_INTEGRATION: &str = "Resource not accessible by integration";
+const MSG_INSTALLATION_SUSPENDED: &str = "This installation has been suspended";
 const MSG_REQUIRES_AUTH: &str = "Requires authentication";
 const MSG_JWT_UNDECODABLE: &str = "A JSON web token could not be decoded";
 const MSG_JWT_EXP: &str = "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
@@ -358,9 +406,6 @@ pub enum Fault {
     SecondaryRateLimit { retry_after_secs: u64 },
     /// 429 + `Retry-After` + the same message.
     RateLimited429 { retry_after_secs: u64 },
-    /// 403 + `x-ratelimit-remaining: 0` + `x-ratelimit-reset` in that many
-    /// seconds, as when the installation's hourly budget is spent.
-    PrimaryRateLimitExhausted { reset_in_secs: u64 },
     /// 401 `Bad credentials`, as for an expired installation token. Like a
     /// really expired token, the token presented is revoked too, so a client
     /// that retries with the same token keeps getting 401 until it mints a
@@ -481,6 +526,18 @@ pub struct RedeliveryAttempt {
     pub delivery_id: u64,
     pub guid: String,
     pub received_at: Instant,
+}
+
+/// Which requests a secondary limit or an outage hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every API request.
+    All,
+    /// `POST`, `PATCH`, `PUT` and `DELETE` requests, token mints included.
+    Writes,
+    /// `POST /repos/{o}/{r}/check-runs` only.
+    CheckRunCreation,
 }
 
 /// A repository registered with the fake.
@@ -734,8 +791,8 @@ impl FakeGitHub {
 
     /// The REST representation of an object, with URLs pointing at this fake.
     pub fn resource_json(&self, full_name: &str, resource: Resource) -> Option<Value> {
-        let urls = self.shared.urls();
         let model = self.shared.model();
+        let urls = self.shared.urls().with_deleted(&model);
         let repo = model.repo(full_name).ok()?;
         let app_id = self.shared.app_id;
         match resource {
@@ -844,12 +901,122 @@ impl FakeGitHub {
         }
     }
 
-    /// Sets what `x-ratelimit-remaining` will say next for an installation
-    /// (0 makes its next request a 403 "API rate limit exceeded").
-    pub fn set_rate_limit_remaining(&self, installation_id: u64, remaining: u32) {
+    /// Sets an installation's primary rate limit window: `limit` requests an
+    /// hour, `remaining` of them left until `reset_in` from now. Once
+    /// `x-ratelimit-remaining` is 0, every request of the installation gets
+    /// 403 "API rate limit exceeded for installation ID N." (with
+    /// `x-ratelimit-remaining: 0` and `x-ratelimit-reset`) until the reset;
+    /// then a fresh window of `limit` requests starts.
+    pub fn set_primary_limit(
+        &self,
+        installation_id: u64,
+        limit: u32,
+        remaining: u32,
+        reset_in: Duration,
+    ) {
+        self.shared.model().set_primary_limit(
+            Bucket::Installation(installation_id),
+            limit,
+            remaining,
+            reset_in,
+        );
+    }
+
+    /// For `lasts` from now, requests within `scope` get `status` (403 or
+    /// 429) with GitHub's secondary-rate-limit message, and a `Retry-After`
+    /// header when `retry_after` is given (rounded up to whole seconds, as
+    /// GitHub sends it).
+    pub fn secondary_limit(
+        &self,
+        scope: Scope,
+        status: u16,
+        retry_after: Option<Duration>,
+        lasts: Duration,
+    ) {
         self.shared
             .model()
-            .set_rate_remaining(Bucket::Installation(installation_id), remaining);
+            .limits
+            .add_secondary(scope, status, retry_after, lasts);
+    }
+
+    /// Switches GitHub's content-creation limit (80 content-creating requests
+    /// a minute and 500 an hour per installation; on by default).
+    pub fn set_content_creation_limits(&self, enabled: bool) {
+        self.shared.model().limits.content_creation = enabled;
+    }
+
+    /// Until [`FakeGitHub::end_outage`] or for `lasts`, requests within
+    /// `scope` get `status` (e.g. 502, 503, 504) with GitHub's body for it.
+    pub fn outage(&self, scope: Scope, status: u16, lasts: Option<Duration>) {
+        self.shared
+            .model()
+            .limits
+            .start_outage(scope, status, lasts);
+    }
+
+    pub fn end_outage(&self) {
+        self.shared.model().limits.outage = None;
+    }
+
+    /// Renames or transfers a repository: `old_full_name` now answers 301
+    /// (GET) or 307 (other methods) with a `Location` at
+    /// `/repositories/{id}/...`; `new_full_name` serves it.
+    ///
+    /// # Panics
+    /// If the old repository was not added or the new name is taken.
+    pub fn rename_repo(&self, old_full_name: &str, new_full_name: &str) {
+        let result = self
+            .shared
+            .model()
+            .rename_repo(old_full_name, new_full_name);
+        expect(result, "rename_repo");
+    }
+
+    /// Takes a permission (`checks`, `pull_requests`, `issues`, `contents`,
+    /// ...) from an installation: endpoints that need it answer 403
+    /// "Resource not accessible by integration".
+    pub fn revoke_permission(&self, installation_id: u64, permission: &str) {
+        self.shared
+            .model()
+            .revoke_permission(installation_id, permission);
+    }
+
+    /// Gives a permission back (or grants a new one) at `level` (`read`,
+    /// `write`).
+    pub fn grant_permission(&self, installation_id: u64, permission: &str, level: &str) {
+        self.shared
+            .model()
+            .installation_permissions_mut(installation_id)
+            .insert(permission.to_owned(), level.to_owned());
+    }
+
+    /// Suspends an installation: minting a token for it gets 403 "This
+    /// installation has been suspended", and the tokens it holds stop
+    /// working (401 `Bad credentials`).
+    pub fn suspend_installation(&self, installation_id: u64) {
+        self.shared.model().suspend_installation(installation_id);
+    }
+
+    /// Deletes an account: wherever it authored something, API answers and
+    /// webhook payloads show `"user": null`.
+    pub fn delete_user(&self, login: &str) {
+        self.shared
+            .model()
+            .deleted_users
+            .insert(login.to_ascii_lowercase());
+    }
+
+    /// Whether a request repeating a header that must appear once
+    /// (`User-Agent`, `Authorization`, `Content-Type`, `Host`) gets 400, as on
+    /// GitHub (default `true`).
+    pub fn set_strict_headers(&self, strict: bool) {
+        self.shared.model().strict_headers = strict;
+    }
+
+    /// Every way a request received so far broke GitHub's OpenAPI description
+    /// of its endpoint (path, query parameters, JSON body), one line each.
+    pub fn openapi_violations(&self) -> Vec<String> {
+        self.shared.model().openapi_violations.clone()
     }
 
     /// Records a webhook delivery of the app and returns it.

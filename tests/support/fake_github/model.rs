@@ -21,6 +21,18 @@ pub(super) struct Model {
     pub(super) deliveries: Vec<Delivery>,
     pub(super) redeliveries: Vec<RedeliveryAttempt>,
     pub(super) redelivery_status_code: u16,
+    /// Secondary limits and outages.
+    pub(super) limits: Limits,
+    /// Old [`repo_key`]s of renamed or transferred repositories → their id.
+    pub(super) renamed: HashMap<String, u64>,
+    /// Each installation's permissions; absent: [`default_permissions`].
+    pub(super) permissions: HashMap<u64, BTreeMap<String, String>>,
+    pub(super) suspended: BTreeSet<u64>,
+    /// Lower-cased logins of deleted accounts.
+    pub(super) deleted_users: BTreeSet<String>,
+    /// See [`FakeGitHub::set_strict_headers`].
+    pub(super) strict_headers: bool,
+    pub(super) openapi_violations: Vec<String>,
 }
 
 pub(super) struct Repo {
@@ -147,6 +159,13 @@ impl Model {
             deliveries: Vec::new(),
             redeliveries: Vec::new(),
             redelivery_status_code: 200,
+            limits: Limits::default(),
+            renamed: HashMap::new(),
+            permissions: HashMap::new(),
+            suspended: BTreeSet::new(),
+            deleted_users: BTreeSet::new(),
+            strict_headers: true,
+            openapi_violations: Vec::new(),
         }
     }
 
@@ -390,6 +409,85 @@ impl Model {
         Ok(())
     }
 
+    // -- renames, permissions, suspension ----------------------------------
+
+    pub(super) fn rename_repo(&mut self, old: &str, new: &str) -> Result<(), ModelError> {
+        let Some((owner, name)) = new.split_once('/') else {
+            return model_error(format!("{new:?} is not owner/name"));
+        };
+        if owner.is_empty() || name.is_empty() || name.contains('/') {
+            return model_error(format!("{new:?} is not owner/name"));
+        }
+        let (old_key, new_key) = (repo_key(old), repo_key(new));
+        if old_key != new_key && self.repos.contains_key(&new_key) {
+            return model_error(format!("repository {new} exists already"));
+        }
+        let Some(mut repo) = self.repos.remove(&old_key) else {
+            return model_error(format!("repository {old} was not added"));
+        };
+        repo.owner = owner.to_owned();
+        repo.name = name.to_owned();
+        let id = repo.id;
+        let full_name = repo.full_name();
+        self.repos.insert(new_key.clone(), repo);
+        self.renamed.remove(&new_key);
+        if old_key != new_key {
+            self.renamed.insert(old_key.clone(), id);
+        }
+        for run in self.check_runs.iter_mut().filter(|r| r.repo_key == old_key) {
+            run.repo_key.clone_from(&new_key);
+            run.repo_full_name.clone_from(&full_name);
+        }
+        self.suites = std::mem::take(&mut self.suites)
+            .into_iter()
+            .map(|((key, sha), suite)| {
+                let key = if key == old_key { new_key.clone() } else { key };
+                ((key, sha), suite)
+            })
+            .collect();
+        for scope in self.tokens.values_mut().filter_map(|t| t.scope.as_mut()) {
+            if scope.remove(&old_key) {
+                scope.insert(new_key.clone());
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn installation_permissions(
+        &self,
+        installation_id: u64,
+    ) -> BTreeMap<String, String> {
+        self.permissions
+            .get(&installation_id)
+            .cloned()
+            .unwrap_or_else(default_permissions)
+    }
+
+    pub(super) fn installation_permissions_mut(
+        &mut self,
+        installation_id: u64,
+    ) -> &mut BTreeMap<String, String> {
+        self.permissions
+            .entry(installation_id)
+            .or_insert_with(default_permissions)
+    }
+
+    pub(super) fn revoke_permission(&mut self, installation_id: u64, permission: &str) {
+        self.installation_permissions_mut(installation_id)
+            .remove(permission);
+    }
+
+    pub(super) fn suspend_installation(&mut self, installation_id: u64) {
+        self.suspended.insert(installation_id);
+        for token in self
+            .tokens
+            .values_mut()
+            .filter(|t| t.installation_id == installation_id)
+        {
+            token.revoked = true;
+        }
+    }
+
     // -- records --------------------------------------------------------------
 
     pub(super) fn record_arrival(&mut self, method: &str, path: &str, received_at: Instant) -> u64 {
@@ -539,4 +637,19 @@ impl Thread {
             draft: pull.draft,
         })
     }
+}
+
+/// The permissions the app asks for, and so what an installation grants
+/// until a test revokes some.
+pub(super) fn default_permissions() -> BTreeMap<String, String> {
+    [
+        ("checks", "write"),
+        ("contents", "read"),
+        ("issues", "read"),
+        ("metadata", "read"),
+        ("pull_requests", "read"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }

@@ -9,6 +9,8 @@ use super::*;
 pub(super) struct Urls {
     pub(super) api: String,
     pub(super) web: String,
+    /// Lower-cased logins of deleted accounts, rendered as `null`.
+    pub(super) deleted_users: BTreeSet<String>,
 }
 
 impl Urls {
@@ -16,7 +18,14 @@ impl Urls {
         Urls {
             api: format!("http://{host}/api/v3"),
             web: format!("http://{host}"),
+            deleted_users: BTreeSet::new(),
         }
+    }
+
+    /// The same, rendering the model's deleted accounts as `null`.
+    pub(super) fn with_deleted(mut self, model: &Model) -> Urls {
+        self.deleted_users.clone_from(&model.deleted_users);
+        self
     }
 
     pub(super) fn repo_api(&self, repo: &Repo) -> String {
@@ -41,7 +50,11 @@ pub(super) fn escape_login(login: &str) -> String {
     login.replace('[', "%5B").replace(']', "%5D")
 }
 
+/// A user as GitHub embeds it; `null` once the account is deleted.
 pub(super) fn user(urls: &Urls, login: &str) -> Value {
+    if urls.deleted_users.contains(&login.to_ascii_lowercase()) {
+        return Value::Null;
+    }
     account(
         urls,
         login,

@@ -123,6 +123,26 @@ impl Route {
         }
     }
 
+    /// GitHub's content-creation limit counts these.
+    pub(super) fn creates_content(&self) -> bool {
+        matches!(self, Route::CreateCheckRun(_))
+    }
+
+    /// The installation permission an endpoint needs, as GitHub's
+    /// "Permissions required for GitHub Apps" lists it: `(name, level)`.
+    pub(super) fn required_permission(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Route::GetPull(..) | Route::ListReviews(..) | Route::ListReviewComments(..) => {
+                Some(("pull_requests", "read"))
+            }
+            Route::GetIssue(..) | Route::ListIssueComments(..) => Some(("issues", "read")),
+            Route::CreateCheckRun(_) => Some(("checks", "write")),
+            Route::GetCheckRun(..) | Route::ListCheckRunsForRef(..) => Some(("checks", "read")),
+            Route::GetRepo(_) => Some(("metadata", "read")),
+            _ => None,
+        }
+    }
+
     pub(super) fn auth_kind(&self) -> AuthKind {
         match self {
             Route::AccessToken { .. }
@@ -213,6 +233,23 @@ impl Route {
             });
             if !visible {
                 return Reply::not_found(docs);
+            }
+        }
+        if let (Some((permission, level)), Caller::Installation { id, .. }) =
+            (self.required_permission(), caller)
+        {
+            let granted = call.shared.model().installation_permissions(*id);
+            let enough = match granted.get(permission).map(String::as_str) {
+                Some("write" | "admin") => true,
+                Some("read") => level == "read",
+                _ => false,
+            };
+            if !enough {
+                return Reply::error(
+                    StatusCode::FORBIDDEN,
+                    MSG_NOT_ACCESSIBLE_BY_INTEGRATION,
+                    docs,
+                );
             }
         }
         match self {

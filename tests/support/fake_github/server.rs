@@ -101,7 +101,7 @@ pub(super) async fn dispatch(State(shared): State<Arc<Shared>>, request: Request
         .map_or_else(|| shared.addr.to_string(), str::to_owned);
     let call = Call {
         shared: &shared,
-        urls: Urls::for_host(&host),
+        urls: Urls::for_host(&host).with_deleted(&shared.model()),
         query: parse_query(parts.uri.query()),
         headers: &parts.headers,
         body: &body,
@@ -137,16 +137,29 @@ impl Call<'_> {
     }
 }
 
-/// The pipeline: route → authenticate → injected fault → primary rate
-/// limit → handler. Faults come after authentication so that they only hit
-/// requests a correctly configured client would have had answered.
+/// The pipeline: duplicated headers → outage → route → authenticate →
+/// renamed repository → permission → injected fault → secondary limits →
+/// primary rate limit → handler. Faults come after authentication so that
+/// they only hit requests a correctly configured client would have had
+/// answered; an outage hits everything in its scope, as a down front end
+/// does.
 pub(super) async fn serve_api(
     call: &Call<'_>,
     method: &str,
     path: &str,
     ex: &mut Exchange,
 ) -> Reply {
-    let Some(route) = Route::parse(method, path) else {
+    if call.shared.model().strict_headers {
+        if let Some(reply) = duplicated_header(call.headers) {
+            return reply;
+        }
+    }
+    let route = Route::parse(method, path);
+    let outage = call.shared.model().outage_reply(method, route.as_ref());
+    if let Some(reply) = outage {
+        return reply;
+    }
+    let Some(route) = route else {
         return Reply::not_found(DOCS_REST);
     };
     ex.endpoint = route.endpoint();
@@ -163,6 +176,10 @@ pub(super) async fn serve_api(
         Ok(caller) => caller,
         Err(reply) => return reply,
     };
+    if let Some(reply) = redirect_renamed(call, &route, method, path) {
+        return reply;
+    }
+    validate_request(call, &route, method, path);
 
     let fault = call.shared.model().take_fault(ex.endpoint);
     if let Some(fault) = fault {
@@ -172,6 +189,14 @@ pub(super) async fn serve_api(
         if let Some(reply) = fault_reply(call, fault, ex) {
             return reply;
         }
+    }
+
+    let secondary = call
+        .shared
+        .model()
+        .secondary_reply(method, &route, ex.installation_id);
+    if let Some(reply) = secondary {
+        return reply;
     }
 
     if !matches!(route, Route::RateLimit) {
@@ -186,6 +211,62 @@ pub(super) async fn serve_api(
         }
     }
     route.handle(call, &caller)
+}
+
+/// Headers a request may carry once. GitHub's front end refuses a request
+/// that repeats one with 400 before looking any further.
+const SINGLETON_HEADERS: [http::header::HeaderName; 4] = [
+    http::header::USER_AGENT,
+    http::header::AUTHORIZATION,
+    http::header::CONTENT_TYPE,
+    http::header::HOST,
+];
+
+fn duplicated_header(headers: &HeaderMap) -> Option<Reply> {
+    let name = SINGLETON_HEADERS
+        .iter()
+        .find(|name| headers.get_all(*name).iter().count() > 1)?;
+    Some(Reply::error(
+        StatusCode::BAD_REQUEST,
+        &format!("Bad Request: the {name} header must not be repeated"),
+        DOCS_REST,
+    ))
+}
+
+/// A request naming a repository by an old name (renamed or transferred):
+/// 301 for GET and HEAD, 307 for other methods (so that clients repeat the
+/// method and body), with `Location` naming the repository by id.
+fn redirect_renamed(call: &Call<'_>, route: &Route, method: &str, path: &str) -> Option<Reply> {
+    let RepoPath::Named(full_name) = route.repo_path()? else {
+        return None;
+    };
+    let model = call.shared.model();
+    if model.repo(full_name).is_ok() {
+        return None;
+    }
+    let id = *model.renamed.get(&repo_key(full_name))?;
+    // `/repos/{owner}/{name}` and what follows it.
+    let rest: String = path.split('/').skip(4).map(|s| format!("/{s}")).collect();
+    let mut location = format!("{}/repositories/{id}{rest}", call.urls.api);
+    if !call.query.is_empty() {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.extend_pairs(call.query.iter());
+        location = format!("{location}?{}", query.finish());
+    }
+    let (status, message) = if matches!(method, "GET" | "HEAD") {
+        (StatusCode::MOVED_PERMANENTLY, "Moved Permanently")
+    } else {
+        (StatusCode::TEMPORARY_REDIRECT, "Temporary Redirect")
+    };
+    let reply = Reply::json(
+        status,
+        json!({
+            "message": message,
+            "url": location,
+            "documentation_url": DOCS_REDIRECTS,
+        }),
+    );
+    Some(reply.header("location", location))
 }
 
 /// Adds the headers GitHub sends on every API response.
