@@ -823,6 +823,13 @@ impl FakeGitHub {
         }
     }
 
+    /// A user as API answers embed it (`null` once [`FakeGitHub::delete_user`]
+    /// deleted the account).
+    pub fn user_json(&self, login: &str) -> Value {
+        let model = self.shared.model();
+        render::user(&self.shared.urls().with_deleted(&model), login)
+    }
+
     /// Accepted check-run creations for the repository, in arrival order.
     pub fn check_runs(&self, full_name: &str) -> Vec<RecordedCheckRun> {
         let key = repo_key(full_name);
@@ -1047,6 +1054,19 @@ impl FakeGitHub {
     pub fn reset_records(&self) {
         self.shared.model().reset_records();
     }
+}
+
+/// How an answer of the fake (or anyone) breaks GitHub's OpenAPI description
+/// of the endpoint (`path` without `/api/v3` and the query) and status, one
+/// line each; `Err` when the endpoint is not in the fixture
+/// `tests/data/openapi/endpoints.json`.
+pub fn openapi_response_violations(
+    method: &str,
+    path: &str,
+    status: u16,
+    body: &Value,
+) -> Result<Vec<String>, String> {
+    validate::response_violations(method, path, status, body)
 }
 
 fn expect<T>(result: Result<T, ModelError>, what: &str) -> T {
