@@ -374,8 +374,11 @@ pub(super) fn rate_limit(call: &Call<'_>, caller: &Caller) -> Reply {
     let core = json!({
         "limit": rate.limit, "used": rate.used, "remaining": rate.remaining(), "reset": rate.reset_epoch,
     });
+    // The search budget is its own; the fake serves no search, so it is
+    // always whole.
+    let search = json!({"limit": 30, "used": 0, "remaining": 30, "reset": epoch_secs() + 60});
     Reply::json(
         StatusCode::OK,
-        json!({"resources": {"core": core}, "rate": core}),
+        json!({"resources": {"core": core, "search": search}, "rate": core}),
     )
 }

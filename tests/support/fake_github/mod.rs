@@ -632,6 +632,9 @@ impl FakeGitHub {
                 format!("not an RSA public key in PEM: {err}"),
             )
         })?;
+        // Compiles the OpenAPI schemas now rather than on the first request,
+        // which would otherwise take noticeably longer than the others.
+        validate::openapi();
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let shared = Arc::new(Shared {
             app_id,

@@ -531,7 +531,9 @@ pub(super) fn response_violations(
     let errors = match op.responses.get(&status) {
         Some(Some(validator)) => errors_of(validator, body),
         Some(None) => Vec::new(),
-        None if status >= 400 => {
+        // Redirects and errors the operation does not list have GitHub's
+        // error shape.
+        None if status >= 300 => {
             let schema = if body.get("errors").is_some() {
                 &api.validation_error
             } else {
