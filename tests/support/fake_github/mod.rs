@@ -43,7 +43,19 @@
 //! | `GET /repos/{o}/{r}/commits/{ref}/check-runs` (page paginated) | installation token |
 //! | `GET /rate_limit` (does not count against the limit, as on GitHub) | installation token |
 //!
-//! Anything else is `404 {"message":"Not Found"}`.
+//! Every `/repos/{o}/{r}/...` route is also served as `/repositories/{id}/...`
+//! (the form of GitHub's `Link` headers and redirects). Anything else is
+//! `404 {"message":"Not Found"}`.
+//!
+//! # OpenAPI conformance
+//!
+//! `tests/data/openapi/endpoints.json` holds GitHub's OpenAPI description of
+//! these endpoints (request and response schemas, extracted from
+//! `@octokit/openapi` by `tests/data/openapi/extract.py`). The fake checks
+//! every request's path, query parameters and JSON body against it and
+//! records what breaks it ([`FakeGitHub::openapi_violations`]);
+//! [`openapi_response_violations`] checks an answer (`tests/openapi.rs` runs
+//! it over every endpoint and status the fake gives).
 //!
 //! # How strict it is
 //!
