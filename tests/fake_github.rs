@@ -7,7 +7,7 @@
 //! details (Link, rate limits, Retry-After) are checked with a tiny raw
 //! HTTP/1.1 client, which also lets a test choose the `Host` header.
 
-#[path = "support/fake_github.rs"]
+#[path = "support/fake_github/mod.rs"]
 mod fake_github;
 #[path = "support/webhooks.rs"]
 mod webhooks;
@@ -1151,11 +1151,7 @@ async fn rate_limit_faults_look_like_githubs() {
     assert_eq!(too_many.status, 429);
     assert_eq!(too_many.header("retry-after"), Some("7"));
 
-    fake.inject(
-        Endpoint::GetPull,
-        Fault::PrimaryRateLimitExhausted { reset_in_secs: 120 },
-        1,
-    );
+    fake.set_primary_limit(INSTALLATION, 5000, 0, Duration::from_secs(120));
     let exhausted = get_with_token(&fake, &token, pull).await;
     assert_eq!(exhausted.status, 403);
     assert_eq!(
@@ -1172,6 +1168,7 @@ async fn rate_limit_faults_look_like_githubs() {
         (now() + 115..=now() + 121).contains(&reset),
         "reset {reset}"
     );
+    fake.set_primary_limit(INSTALLATION, 5000, 5000, Duration::from_secs(3600));
 
     // octocrab surfaces them as GitHub errors.
     fake.inject(
@@ -1210,7 +1207,7 @@ async fn every_answer_carries_rate_limit_and_request_id_headers() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(reset > now() && reset <= now() + 3600);
+        assert!(reset > now() && reset <= now() + 3601);
     }
     assert_eq!(first.header("x-ratelimit-remaining"), Some("4999"));
     assert_eq!(first.header("x-ratelimit-used"), Some("1"));
@@ -1227,7 +1224,7 @@ async fn every_answer_carries_rate_limit_and_request_id_headers() {
     assert_eq!(response.header("x-ratelimit-remaining"), Some("4999"));
 
     // Spending the budget gets GitHub's 403.
-    fake.set_rate_limit_remaining(INSTALLATION, 1);
+    fake.set_primary_limit(INSTALLATION, 5000, 1, Duration::from_secs(3600));
     assert_eq!(get_with_token(&fake, &token, pull).await.status, 200);
     let limited = get_with_token(&fake, &token, pull).await;
     assert_eq!(limited.status, 403);

@@ -198,11 +198,8 @@ async fn retry_after_is_honoured_before_writing_again() {
 async fn an_exhausted_primary_limit_pauses_until_reset() {
     let bot = TestBot::start().await;
     seed(&bot.github, 1, "octo/a", 1..=1);
-    bot.github.inject(
-        Endpoint::GetPull,
-        Fault::PrimaryRateLimitExhausted { reset_in_secs: 2 },
-        1,
-    );
+    bot.github
+        .set_primary_limit(1, 5000, 0, Duration::from_secs(2));
     let sent = Instant::now();
     bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
         .await;

@@ -14,7 +14,7 @@
 //! named `fake_github`, e.g.:
 //!
 //! ```ignore
-//! #[path = "support/fake_github.rs"]
+//! #[path = "support/fake_github/mod.rs"]
 //! mod fake_github;
 //! #[path = "support/webhooks.rs"]
 //! mod webhooks;
