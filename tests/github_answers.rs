@@ -382,11 +382,38 @@ async fn store_failures_and_a_panic_never_strand_a_claim() {
     .await;
 }
 
-/// A [`MemoryPendingSet`] whose `done` panics, then fails, a given number
-/// of times.
+/// A panic in the driving task itself (here the store's `claim`) frees
+/// the installation: its work is taken up again.
+#[tokio::test]
+async fn a_driving_task_that_panics_frees_its_installation() {
+    let github = FakeGitHub::start(APP_ID, PUBLIC_KEY.as_bytes()).await;
+    let config = TestBot::config_for(&github, &Options::default());
+    let store = Arc::new(FlakyStore::default());
+    store.panicking_claims.store(1, Ordering::SeqCst);
+    let pending: Arc<dyn PendingSet> = store.clone();
+    let bot = TestBot::serve(
+        github,
+        Bot::with_pending(config, pending).expect("bot builds"),
+    )
+    .await;
+    seed(&bot.github, 1, "octo/a", 1..=1);
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    bot.check_runs_arrived("octo/a", 1).await;
+    assert_eq!(
+        store.panicking_claims.load(Ordering::SeqCst),
+        0,
+        "it panicked"
+    );
+    eventually("the item to be done", PATIENCE, || bot.pending_is_empty()).await;
+}
+
+/// A [`MemoryPendingSet`] whose `claim` or `done` panics, or whose `done`
+/// fails, a given number of times.
 #[derive(Default)]
 struct FlakyStore {
     inner: MemoryPendingSet,
+    panicking_claims: AtomicU32,
     panicking_dones: AtomicU32,
     failing_dones: AtomicU32,
 }
@@ -415,6 +442,9 @@ impl PendingSet for FlakyStore {
         installation: InstallationId,
         now: SystemTime,
     ) -> Result<Option<Claim>, PendingError> {
+        if take_one(&self.panicking_claims) {
+            panic!("the store broke while claiming work");
+        }
         self.inner.claim(installation, now)
     }
     fn done(&self, claim: &Claim) -> Result<(), PendingError> {
