@@ -370,11 +370,23 @@ impl Worker {
                     %failure,
                     "processing a check failed unexpectedly; it is put back to be tried again"
                 );
-                let retry_at = SystemTime::now() + self.rules.backoff(held.attempts + 1);
-                self.store("put the item back", || {
-                    self.pending.retry_later(&held, retry_at)
-                })
-                .await;
+                let failures = held.attempts + 1;
+                if self.rules.retried_long_enough(failures) {
+                    // An item that makes the bot panic every time.
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        delivery_id = %held.delivery_id,
+                        attempts = failures,
+                        "giving up on this check: processing it failed for RETRY_FOR"
+                    );
+                    self.finish(&held).await;
+                } else {
+                    let retry_at = SystemTime::now() + self.rules.backoff(failures);
+                    self.store("put the item back", || {
+                        self.pending.retry_later(&held, retry_at)
+                    })
+                    .await;
+                }
             }
             self.stats.finished.send_modify(|finished| *finished += 1);
         }
