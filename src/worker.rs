@@ -10,10 +10,12 @@
 //!
 //! Work answered 202 is never dropped for a failure that can pass: 5xx
 //! answers, timeouts, connection errors and token-mint failures are retried
-//! with capped exponential back-off for [`RetryRules::retry_for`]. While an
-//! installation's item waits for its retry the whole installation is paused
-//! in the store, so that during an outage one item per installation probes
-//! GitHub and the others wait. Rate limits pause the installation for every
+//! with capped exponential back-off for [`RetryRules::retry_for`]. After a
+//! failure the whole installation is paused in the store for a back-off
+//! that grows while its failures continue, so that during an outage one
+//! item per installation probes GitHub and the others wait; the failed item
+//! waits at least until just after that pause, so items take turns and one
+//! that GitHub cannot serve does not hold up the rest. Rate limits pause the installation for every
 //! worker of the host and do not count against the item. Answers that will
 //! not get better ([`Refusal`]) end the item with one ERROR line naming the
 //! cause.
@@ -596,15 +598,21 @@ impl Worker {
             );
             return self.finish(claim).await;
         }
-        // The back-off grows with the installation's failures in a row too,
-        // so that a fresh item probing an outage does not start short.
+        // The whole installation waits, for a back-off that grows with its
+        // failures in a row (whichever item met them): during an outage one
+        // item probes at a time.
         let trouble = self.trouble_of(installation, |t| t.failures = t.failures.saturating_add(1));
-        let retry_at = now + self.rules.backoff(failures.max(trouble.failures));
-        // The whole installation waits: during an outage one item probes.
+        let paused_until = now + self.rules.backoff(trouble.failures);
         self.store("pause the installation", || {
-            self.pending.pause(installation, retry_at)
+            self.pending.pause(installation, paused_until)
         })
         .await;
+        // The item waits for its own back-off, and at least until just after
+        // the pause, so that another item probes first: one pull request
+        // GitHub cannot serve (a read that always times out) does not hold
+        // up the installation's others.
+        let retry_at =
+            (now + self.rules.backoff(failures)).max(paused_until + Duration::from_millis(1));
         tracing::warn!(
             delivery_id = log_context.0,
             installation_id = log_context.1,
