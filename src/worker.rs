@@ -17,8 +17,8 @@
 //! waits at least until just after that pause, so items take turns and one
 //! that GitHub cannot serve does not hold up the rest. Rate limits pause the installation for every
 //! worker of the host and do not count against the item. Answers that will
-//! not get better ([`Refusal`]) end the item with one ERROR line naming the
-//! cause.
+//! not get better ([`Refusal`](crate::github::Refusal)) end the item with
+//! one ERROR line naming the cause.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,7 +34,6 @@ use crate::check::{CHECK_NAME, CheckRunRequest, TaskSources};
 use crate::config::{Config, MAX_SECONDARY_PAUSE};
 use crate::github::{
     GitHub, GitHubError, InstallationClient, InstallationId, MAX_RATE_LIMIT_PAUSE, RateLimit,
-    Refusal,
 };
 use crate::pending::{Claim, PendingError, PendingSet, WorkItem};
 
@@ -176,8 +175,8 @@ impl Stats {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
     }
 
-    fn record_refusal(&self, refusal: &Refusal) {
-        *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(refusal.to_string());
+    fn record_refusal(&self, cause: &dyn std::fmt::Display) {
+        *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.to_string());
     }
 
     /// One line for `systemctl status`.
@@ -376,6 +375,8 @@ impl Worker {
                 if self.rules.retried_long_enough(failures) {
                     // An item that makes the bot panic every time.
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .record_refusal(&"processing it failed unexpectedly for RETRY_FOR");
                     tracing::error!(
                         delivery_id = %held.delivery_id,
                         attempts = failures,
@@ -578,14 +579,10 @@ impl Worker {
         let failures = claim.attempts + 1;
         if self.rules.retried_long_enough(failures) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            let refusal = Refusal::Other {
-                status: 0,
-                message: format!(
-                    "GitHub kept failing for RETRY_FOR ({:?}, {failures} attempts)",
-                    self.rules.retry_for
-                ),
-            };
-            self.stats.record_refusal(&refusal);
+            self.stats.record_refusal(&format!(
+                "GitHub kept failing for RETRY_FOR ({:?}, {failures} attempts): {error}",
+                self.rules.retry_for
+            ));
             tracing::error!(
                 delivery_id = log_context.0,
                 installation_id = log_context.1,
@@ -713,6 +710,7 @@ fn pull_number(item: &WorkItem) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::github::Refusal;
 
     fn rules() -> RetryRules {
         RetryRules {

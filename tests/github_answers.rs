@@ -143,6 +143,35 @@ async fn a_long_outage_loses_nothing_and_makes_few_requests() {
     );
 }
 
+/// GitHub failing for longer than `RETRY_FOR` (here 5 s): the item is
+/// given up with that cause, shown in the status line, and no sooner.
+#[tokio::test]
+async fn an_item_is_given_up_only_after_retry_for() {
+    let bot = start(|config| config.retry_for = Duration::from_secs(5)).await;
+    seed(&bot.github, 1, "octo/a", 1..=1);
+    bot.github.outage(Scope::All, 503, None);
+    let began = Instant::now();
+    bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
+        .await;
+    eventually("the item to be given up", PATIENCE, || {
+        bot.stats.dropped.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    // Back-offs of about 2 s and 4 s: given up at the third failure.
+    assert!(
+        began.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
+    let status = bot.stats.status_line(0);
+    assert!(
+        status.contains("GitHub kept failing for RETRY_FOR"),
+        "{status}"
+    );
+    eventually("the store to empty", PATIENCE, || bot.pending_is_empty()).await;
+    assert!(bot.github.check_runs("octo/a").is_empty());
+}
+
 /// A secondary rate limit answered with `status` and no `Retry-After` for
 /// 30 s on every check-run creation: the bot pauses the installation
 /// (here from 5 s, doubling) instead of hammering, and writes every check
