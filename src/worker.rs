@@ -8,17 +8,18 @@
 //!
 //! # When GitHub fails
 //!
-//! Work answered 202 is never dropped for a failure that can pass: 5xx
-//! answers, timeouts, connection errors and token-mint failures are retried
-//! with capped exponential back-off for [`RetryRules::retry_for`]. After a
-//! failure the whole installation is paused in the store for a back-off
+//! Work answered 202 is dropped for a failure that can pass only after
+//! [`RetryRules::retry_for`]: 5xx answers, timeouts, connection errors and
+//! token-mint failures are retried with capped exponential back-off. After
+//! a failure the whole installation is paused in the store for a back-off
 //! that grows while its failures continue, so that during an outage one
 //! item per installation probes GitHub and the others wait; the failed item
 //! waits at least until just after that pause, so items take turns and one
-//! that GitHub cannot serve does not hold up the rest. Rate limits pause the installation for every
-//! worker of the host and do not count against the item. Answers that will
-//! not get better ([`Refusal`](crate::github::Refusal)) end the item with
-//! one ERROR line naming the cause.
+//! that GitHub cannot serve does not hold up the rest. Rate limits pause
+//! the installation for every worker of the host and do not count against
+//! the item. Answers that will not get better
+//! ([`Refusal`](crate::github::Refusal)) end the item with one ERROR line
+//! naming the cause.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
