@@ -14,6 +14,9 @@ pub(super) fn create_check_run(
         Ok(run) => run,
         Err(message) => return Reply::unprocessable(&message, docs),
     };
+    if let Some(reply) = output_too_large(&run, docs) {
+        return reply;
+    }
     let Caller::Installation {
         id: installation_id,
         ..

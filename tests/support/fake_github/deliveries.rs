@@ -31,31 +31,37 @@ impl Model {
         delivery
     }
 
-    pub(super) fn deliveries_newest_first(&self) -> Vec<Delivery> {
+    pub(super) fn deliveries_newest_first(&mut self) -> Vec<Delivery> {
+        self.flush_redeliveries();
         let mut list = self.deliveries.clone();
         list.sort_by(|a, b| b.delivered_at.cmp(&a.delivered_at).then(b.id.cmp(&a.id)));
         list
     }
 
-    /// Records a redelivery request and, as GitHub does once it has
-    /// redelivered, lists the outcome as a new delivery with the same GUID.
-    pub(super) fn redeliver(&mut self, delivery_id: u64) -> Option<()> {
+    /// Records a redelivery request. As on GitHub, the redelivery happens
+    /// afterwards: its outcome is listed as a new delivery with the same
+    /// GUID once [`REDELIVERY_DELAY`] has passed. Deliveries older than
+    /// GitHub keeps them for redelivery are refused.
+    pub(super) fn redeliver(&mut self, delivery_id: u64) -> Result<(), RedeliverRefusal> {
         let original = self
             .deliveries
             .iter()
-            .find(|d| d.id == delivery_id)?
+            .find(|d| d.id == delivery_id)
+            .ok_or(RedeliverRefusal::NotFound)?
             .clone();
+        if Utc::now() - original.delivered_at > REDELIVERY_WINDOW {
+            return Err(RedeliverRefusal::TooOld);
+        }
         self.redeliveries.push(RedeliveryAttempt {
             delivery_id,
             guid: original.guid.clone(),
             received_at: Instant::now(),
         });
-        let status_code = self.redelivery_status_code;
-        self.add_delivery(NewDelivery {
+        let outcome = NewDelivery {
             guid: Some(original.guid),
             event: original.event,
             action: original.action,
-            status_code,
+            status_code: self.redelivery_status_code,
             status: None,
             installation_id: original.installation_id,
             repository_id: original.repository_id,
@@ -64,9 +70,33 @@ impl Model {
             age_secs: 0,
             duration: 0.05,
             payload: original.payload,
-        });
-        Some(())
+        };
+        self.scheduled_redeliveries
+            .push((Instant::now() + REDELIVERY_DELAY, outcome));
+        Ok(())
     }
+
+    /// Lists the redeliveries whose time has come.
+    pub(super) fn flush_redeliveries(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scheduled_redeliveries)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.scheduled_redeliveries = later;
+        for (_, outcome) in due {
+            self.add_delivery(outcome);
+        }
+    }
+}
+
+/// GitHub redelivers only deliveries of the past 3 days.
+pub(super) const REDELIVERY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(3);
+/// How long after a redelivery request its outcome is listed.
+pub(super) const REDELIVERY_DELAY: Duration = Duration::from_millis(150);
+
+pub(super) enum RedeliverRefusal {
+    NotFound,
+    TooOld,
 }
 
 pub(super) fn delivery_status(status_code: u16) -> String {
@@ -134,7 +164,8 @@ pub(super) fn list_deliveries(call: &Call<'_>) -> Reply {
 }
 
 pub(super) fn get_delivery(call: &Call<'_>, id: u64, docs: &str) -> Reply {
-    let model = call.shared.model();
+    let mut model = call.shared.model();
+    model.flush_redeliveries();
     match model.deliveries.iter().find(|d| d.id == id) {
         Some(d) => Reply::json(StatusCode::OK, render::delivery_detail(&call.urls, d)),
         None => Reply::not_found(docs),
@@ -143,7 +174,20 @@ pub(super) fn get_delivery(call: &Call<'_>, id: u64, docs: &str) -> Reply {
 
 pub(super) fn redeliver(call: &Call<'_>, id: u64, docs: &str) -> Reply {
     match call.shared.model().redeliver(id) {
-        Some(()) => Reply::json(StatusCode::ACCEPTED, json!({})),
-        None => Reply::not_found(docs),
+        Ok(()) => Reply::json(StatusCode::ACCEPTED, json!({})),
+        Err(RedeliverRefusal::NotFound) => Reply::not_found(docs),
+        Err(RedeliverRefusal::TooOld) => Reply::json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({
+                "message": "Validation Failed",
+                "errors": [{
+                    "resource": "HookDelivery",
+                    "code": "custom",
+                    "message": "Deliveries older than 3 days cannot be redelivered",
+                }],
+                "documentation_url": docs,
+                "status": "422",
+            }),
+        ),
     }
 }

@@ -229,14 +229,12 @@ pub(super) fn secondary_message() -> String {
     )
 }
 
-/// GitHub's answer to a request over the content-creation limit.
+/// GitHub's answer to a request over the content-creation limit (it names
+/// no request ID, unlike the other secondary limits).
 pub(super) fn content_creation_message() -> String {
-    format!(
-        "You have exceeded a secondary rate limit and have been temporarily blocked from content creation. \
-         Please retry your request again later. \
-         If you reach out to GitHub Support for help, please include the request ID {}.",
-        request_id()
-    )
+    "You have exceeded a secondary rate limit and have been temporarily blocked from content creation. \
+     Please retry your request again later."
+        .to_owned()
 }
 
 /// GitHub's answer for an error status of its own (an outage, a fault).
@@ -374,8 +372,11 @@ pub(super) fn rate_limit(call: &Call<'_>, caller: &Caller) -> Reply {
     let core = json!({
         "limit": rate.limit, "used": rate.used, "remaining": rate.remaining(), "reset": rate.reset_epoch,
     });
+    // The search budget is its own; the fake serves no search, so it is
+    // always whole.
+    let search = json!({"limit": 30, "used": 0, "remaining": 30, "reset": epoch_secs() + 60});
     Reply::json(
         StatusCode::OK,
-        json!({"resources": {"core": core}, "rate": core}),
+        json!({"resources": {"core": core, "search": search}, "rate": core}),
     )
 }

@@ -43,7 +43,19 @@
 //! | `GET /repos/{o}/{r}/commits/{ref}/check-runs` (page paginated) | installation token |
 //! | `GET /rate_limit` (does not count against the limit, as on GitHub) | installation token |
 //!
-//! Anything else is `404 {"message":"Not Found"}`.
+//! Every `/repos/{o}/{r}/...` route is also served as `/repositories/{id}/...`
+//! (the form of GitHub's `Link` headers and redirects). Anything else is
+//! `404 {"message":"Not Found"}`.
+//!
+//! # OpenAPI conformance
+//!
+//! `tests/data/openapi/endpoints.json` holds GitHub's OpenAPI description of
+//! these endpoints (request and response schemas, extracted from
+//! `@octokit/openapi` by `tests/data/openapi/extract.py`). The fake checks
+//! every request's path, query parameters and JSON body against it and
+//! records what breaks it ([`FakeGitHub::openapi_violations`]);
+//! [`openapi_response_violations`] checks an answer (`tests/openapi.rs` runs
+//! it over every endpoint and status the fake gives).
 //!
 //! # How strict it is
 //!
@@ -632,6 +644,9 @@ impl FakeGitHub {
                 format!("not an RSA public key in PEM: {err}"),
             )
         })?;
+        // Compiles the OpenAPI schemas now rather than on the first request,
+        // which would otherwise take noticeably longer than the others.
+        validate::openapi();
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let shared = Arc::new(Shared {
             app_id,
@@ -821,6 +836,13 @@ impl FakeGitHub {
                 "app_id": app_id,
             })),
         }
+    }
+
+    /// A user as API answers embed it (`null` once [`FakeGitHub::delete_user`]
+    /// deleted the account).
+    pub fn user_json(&self, login: &str) -> Value {
+        let model = self.shared.model();
+        render::user(&self.shared.urls().with_deleted(&model), login)
     }
 
     /// Accepted check-run creations for the repository, in arrival order.
@@ -1047,6 +1069,19 @@ impl FakeGitHub {
     pub fn reset_records(&self) {
         self.shared.model().reset_records();
     }
+}
+
+/// How an answer of the fake (or anyone) breaks GitHub's OpenAPI description
+/// of the endpoint (`path` without `/api/v3` and the query) and status, one
+/// line each; `Err` when the endpoint is not in the fixture
+/// `tests/data/openapi/endpoints.json`.
+pub fn openapi_response_violations(
+    method: &str,
+    path: &str,
+    status: u16,
+    body: &Value,
+) -> Result<Vec<String>, String> {
+    validate::response_violations(method, path, status, body)
 }
 
 fn expect<T>(result: Result<T, ModelError>, what: &str) -> T {

@@ -21,6 +21,8 @@ pub(super) struct Model {
     pub(super) deliveries: Vec<Delivery>,
     pub(super) redeliveries: Vec<RedeliveryAttempt>,
     pub(super) redelivery_status_code: u16,
+    /// Redeliveries requested, listed once their time has come.
+    pub(super) scheduled_redeliveries: Vec<(Instant, NewDelivery)>,
     /// Secondary limits and outages.
     pub(super) limits: Limits,
     /// Old [`repo_key`]s of renamed or transferred repositories → their id.
@@ -159,6 +161,7 @@ impl Model {
             deliveries: Vec::new(),
             redeliveries: Vec::new(),
             redelivery_status_code: 200,
+            scheduled_redeliveries: Vec::new(),
             limits: Limits::default(),
             renamed: HashMap::new(),
             permissions: HashMap::new(),

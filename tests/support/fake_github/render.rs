@@ -204,6 +204,7 @@ pub(super) fn repo(urls: &Urls, repo: &Repo) -> Value {
         "has_wiki": false, "has_pages": false, "has_downloads": true, "has_discussions": false,
         "archived": false, "disabled": false, "allow_forking": true,
         "web_commit_signoff_required": false,
+        "license": null, "network_count": 0, "subscribers_count": 0,
     });
     extend(&mut value, counters);
     for (key, suffix) in REPO_URL_TEMPLATES {
