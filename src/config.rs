@@ -11,6 +11,19 @@ use std::time::Duration;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
+/// The longest back-off between two tries of an item while GitHub fails.
+pub const RETRY_BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
+
+/// GitHub's advice for a secondary rate limit without `Retry-After`: wait at
+/// least a minute.
+pub const MIN_SECONDARY_PAUSE: Duration = Duration::from_secs(60);
+
+/// The longest pause repeated secondary rate limits grow to.
+pub const MAX_SECONDARY_PAUSE: Duration = Duration::from_secs(15 * 60);
+
+/// The longest `RETRY_FOR` accepted.
+const MAX_RETRY_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Bots whose comments may carry checkboxes that are not the author's tasks.
 pub const DEFAULT_IGNORED_BOTS: &str = "linear,linear[bot],coderabbitai[bot]";
 
@@ -64,6 +77,10 @@ pub struct Settings {
     /// Seconds a stopping worker spends writing queued checks before it exits.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "20")]
     pub drain_timeout: String,
+    /// How long a check keeps being retried while GitHub fails (5xx, timeouts,
+    /// no connection): seconds, or a number with s, m, h or d.
+    #[arg(long, env = "RETRY_FOR", default_value = "24h")]
+    pub retry_for: String,
     /// This worker's name in logs and status (systemd units set the instance).
     #[arg(long, env = "WORKER")]
     pub worker: Option<String>,
@@ -119,6 +136,14 @@ pub struct Config {
     pub ignored_bots: Vec<String>,
     pub request_timeout: Duration,
     pub drain_timeout: Duration,
+    /// How long an item is retried through transient failures ([`RETRY_FOR`](Settings::retry_for)).
+    pub retry_for: Duration,
+    /// The longest back-off between retries of an item; not a setting
+    /// (tests shorten it).
+    pub retry_backoff_cap: Duration,
+    /// The shortest pause after a secondary rate limit, doubled on repeats
+    /// up to [`MAX_SECONDARY_PAUSE`]; not a setting (tests shorten it).
+    pub min_secondary_pause: Duration,
     pub worker: String,
     /// Where the durable pending set lives; `None` keeps it in memory.
     pub state_directory: Option<PathBuf>,
@@ -164,6 +189,7 @@ impl Config {
         let write_rate = parse_positive_f64("WRITE_RATE", &settings.write_rate)?;
         let request_timeout = parse_seconds("REQUEST_TIMEOUT", &settings.request_timeout)?;
         let drain_timeout = parse_seconds("DRAIN_TIMEOUT", &settings.drain_timeout)?;
+        let retry_for = parse_duration("RETRY_FOR", &settings.retry_for)?;
         if !settings.webhook_path.starts_with('/') {
             return Err(ConfigError::new(
                 "WEBHOOK_PATH",
@@ -188,6 +214,9 @@ impl Config {
                 .collect(),
             request_timeout,
             drain_timeout,
+            retry_for,
+            retry_backoff_cap: RETRY_BACKOFF_CAP,
+            min_secondary_pause: MIN_SECONDARY_PAUSE,
             worker: settings
                 .worker
                 .clone()
@@ -374,6 +403,32 @@ fn parse_seconds(name: &'static str, text: &str) -> Result<Duration, ConfigError
         .ok_or_else(|| ConfigError::new(name, format!("{text:?} is not a number of seconds")))
 }
 
+/// A positive duration: seconds, or a number followed by s, m, h or d
+/// (`90`, `90s`, `15m`, `24h`, `2d`), at most 30 days.
+fn parse_duration(name: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let trimmed = text.trim();
+    let (number, unit) = match trimmed.char_indices().last() {
+        Some((at, 's')) => (&trimmed[..at], 1.0),
+        Some((at, 'm')) => (&trimmed[..at], 60.0),
+        Some((at, 'h')) => (&trimmed[..at], 3600.0),
+        Some((at, 'd')) => (&trimmed[..at], 86_400.0),
+        _ => (trimmed, 1.0),
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * unit)
+        .filter(|secs| secs.is_finite() && *secs > 0.0 && *secs <= MAX_RETRY_FOR.as_secs_f64())
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("{text:?} is not a duration (seconds, or a number with s, m, h or d; at most 30d)"),
+            )
+        })
+}
+
 impl Settings {
     /// Settings for tests and tools: only what has no default is unset.
     pub fn with_defaults() -> Settings {
@@ -386,6 +441,7 @@ impl Settings {
             ignored_bots: DEFAULT_IGNORED_BOTS.into(),
             request_timeout: "10".into(),
             drain_timeout: "20".into(),
+            retry_for: "24h".into(),
             ..Settings::default()
         }
     }
@@ -427,6 +483,27 @@ mod tests {
             ["linear", "linear[bot]", "coderabbitai[bot]"]
         );
         assert_eq!(config.write_rate, 1.0);
+        assert_eq!(config.retry_for, Duration::from_secs(24 * 3600));
+        assert_eq!(config.retry_backoff_cap, Duration::from_secs(300));
+        assert_eq!(config.min_secondary_pause, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn retry_for_takes_seconds_or_a_unit() {
+        for (text, secs) in [
+            ("90", 90),
+            ("90s", 90),
+            ("15m", 900),
+            ("24h", 86_400),
+            (" 2d ", 172_800),
+        ] {
+            let settings = Settings {
+                retry_for: text.into(),
+                ..valid()
+            };
+            let config = Config::from_settings(&settings, &CredentialFiles::default()).unwrap();
+            assert_eq!(config.retry_for, Duration::from_secs(secs), "{text}");
+        }
     }
 
     #[test]
@@ -530,6 +607,27 @@ mod tests {
                     ..valid()
                 },
                 "DRAIN_TIMEOUT",
+            ),
+            (
+                Settings {
+                    retry_for: "0".into(),
+                    ..valid()
+                },
+                "RETRY_FOR",
+            ),
+            (
+                Settings {
+                    retry_for: "1w".into(),
+                    ..valid()
+                },
+                "RETRY_FOR",
+            ),
+            (
+                Settings {
+                    retry_for: "31d".into(),
+                    ..valid()
+                },
+                "RETRY_FOR",
             ),
         ];
         for (settings, name) in cases {

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::github::{GitHub, RetryPolicy};
 use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet};
 use crate::webhook;
-use crate::worker::{Stats, Worker};
+use crate::worker::{RetryRules, Stats, Worker};
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -65,6 +65,7 @@ impl Bot {
                     config.write_quota(),
                     config.ignored_bots.clone(),
                     Arc::clone(&stats),
+                    RetryRules::from_config(&config),
                 ))
             }
             None => None,
