@@ -169,8 +169,9 @@ async fn run(
     let worker = config.worker.clone();
     let shutdown = shutdown_signal()?;
     let bot = Bot::new(config)?;
-    systemd::spawn_watchdog();
-    systemd::spawn_status(bot.stats(), bot.pending());
+    let store = bot.pending();
+    systemd::spawn_watchdog(bot.liveness());
+    systemd::spawn_status(bot.stats(), bot.liveness());
     systemd::spawn_test_fault(RUNTIME_THREADS);
     tracing::info!(
         %address,
@@ -181,7 +182,11 @@ async fn run(
         "listening"
     );
     systemd::notify_ready(&format!("listening on {address}"));
-    server::run(listener, bot, shutdown).await
+    let outcome = server::run(listener, bot, shutdown).await;
+    // Leave no owner lock file behind: the state directory must not grow
+    // with restarts.
+    store.release().await;
+    outcome
 }
 
 /// A future that resolves on SIGTERM or SIGINT, after telling systemd we

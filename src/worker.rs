@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::check::{CHECK_NAME, CheckRunRequest, TaskSources};
 use crate::github::{GitHub, GitHubError, InstallationClient, InstallationId};
-use crate::pending::{Claim, PendingSet, WorkItem};
+use crate::pending::{Claim, Store, WorkItem};
 
 /// Failed attempts after which an item is dropped (and logged).
 const MAX_ATTEMPTS: u32 = 5;
@@ -89,7 +89,7 @@ impl Stats {
 
 /// Spends write slots on pending work.
 pub struct Worker {
-    pending: Arc<dyn PendingSet>,
+    pending: Store,
     github: GitHub,
     limiter: DefaultKeyedRateLimiter<InstallationId>,
     ignored_bots: Vec<String>,
@@ -103,7 +103,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        pending: Arc<dyn PendingSet>,
+        pending: Store,
         github: GitHub,
         quota: governor::Quota,
         ignored_bots: Vec<String>,
@@ -127,7 +127,7 @@ impl Worker {
         let tracker = TaskTracker::new();
         let mut last_cleanup = Instant::now();
         while !stop.is_cancelled() {
-            self.start_drivers(&tracker);
+            self.start_drivers(&tracker).await;
             if last_cleanup.elapsed() > Duration::from_secs(60) {
                 self.limiter.retain_recent();
                 last_cleanup = Instant::now();
@@ -135,13 +135,17 @@ impl Worker {
             tokio::select! {
                 _ = self.pending.changed() => {}
                 _ = self.driver_done.notified() => {}
-                _ = tokio::time::sleep(self.until_next_retry()) => {}
+                _ = tokio::time::sleep(self.until_next_retry().await) => {}
                 _ = stop.cancelled() => {}
             }
         }
 
         let deadline = tokio::time::Instant::now() + drain_timeout;
-        let pending = self.pending.len();
+        let pending = self
+            .pending
+            .len()
+            .await
+            .unwrap_or_else(|_| self.pending.cached_len());
         if pending > 0 {
             tracing::info!(
                 pending,
@@ -150,17 +154,18 @@ impl Worker {
             );
         }
         loop {
-            self.start_drivers(&tracker);
-            if self.drained() {
+            self.start_drivers(&tracker).await;
+            if self.drained().await {
                 break;
             }
             tokio::select! {
                 _ = self.pending.changed() => {}
                 _ = self.driver_done.notified() => {}
-                _ = tokio::time::sleep(self.until_next_retry()) => {}
+                _ = tokio::time::sleep(self.until_next_retry().await) => {}
                 _ = tokio::time::sleep_until(deadline) => {
+                    let left = self.pending.len().await.unwrap_or_else(|_| self.pending.cached_len());
                     tracing::warn!(
-                        left = self.pending.len(),
+                        left,
                         "drain time is up: queued checks were not written"
                     );
                     break;
@@ -173,21 +178,22 @@ impl Worker {
     /// Whether a stopping worker may exit: it holds no claim, and nothing
     /// is left that only it could write. Items of a shared store stay there
     /// for the other workers; a private store must be empty.
-    fn drained(&self) -> bool {
+    async fn drained(&self) -> bool {
         if !self.driving.lock().expect("driving lock").is_empty() {
             return false;
         }
         if !self.pending.is_shared() {
-            return self.pending.is_empty();
+            return self.pending.is_empty().await.unwrap_or(false);
         }
         self.pending
             .ready_installations(SystemTime::now())
+            .await
             .is_ok_and(|ready| ready.is_empty())
     }
 
-    fn until_next_retry(&self) -> Duration {
+    async fn until_next_retry(&self) -> Duration {
         const IDLE_POLL: Duration = Duration::from_secs(1);
-        match self.pending.next_retry() {
+        match self.pending.next_retry().await {
             Some(at) => at
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
@@ -198,9 +204,9 @@ impl Worker {
 
     /// Starts a driving task for every installation with ready work and
     /// none yet.
-    fn start_drivers(self: &Arc<Self>, tracker: &TaskTracker) {
+    async fn start_drivers(self: &Arc<Self>, tracker: &TaskTracker) {
         let now = SystemTime::now();
-        let ready = match self.pending.ready_installations(now) {
+        let ready = match self.pending.ready_installations(now).await {
             Ok(ready) => ready,
             Err(error) => {
                 tracing::error!(%error, "cannot read pending work");
@@ -220,7 +226,7 @@ impl Worker {
     /// Works through one installation's items, one at a time.
     async fn drive(self: Arc<Self>, installation: InstallationId) {
         loop {
-            let claim = match self.pending.claim(installation, SystemTime::now()) {
+            let claim = match self.pending.claim(installation, SystemTime::now()).await {
                 Ok(Some(claim)) => claim,
                 Ok(None) => break,
                 Err(error) => {
@@ -245,7 +251,7 @@ impl Worker {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, installation_id = installation.0, "no client for installation");
-                return self.finish(&claim);
+                return self.finish(&claim).await;
             }
         };
         let outcome = match &claim.item {
@@ -256,8 +262,8 @@ impl Worker {
             }
         };
         match outcome {
-            Ok(()) => self.finish(&claim),
-            Err(error) => self.failed(&claim, error),
+            Ok(()) => self.finish(&claim).await,
+            Err(error) => self.failed(&claim, error).await,
         }
     }
 
@@ -338,13 +344,13 @@ impl Worker {
         Ok(())
     }
 
-    fn finish(&self, claim: &Claim) {
-        if let Err(error) = self.pending.done(claim) {
+    async fn finish(&self, claim: &Claim) {
+        if let Err(error) = self.pending.done(claim).await {
             tracing::error!(%error, "cannot mark work done");
         }
     }
 
-    fn failed(&self, claim: &Claim, error: GitHubError) {
+    async fn failed(&self, claim: &Claim, error: GitHubError) {
         self.stats.record_error(&error);
         let installation = claim.item.installation();
         let now = SystemTime::now();
@@ -367,12 +373,12 @@ impl Worker {
                 %error,
                 "giving up on this check"
             );
-            return self.finish(claim);
+            return self.finish(claim).await;
         }
         let retry_at = match &error {
             GitHubError::RateLimited { retry_after, .. } => {
                 let until = now + *retry_after;
-                if let Err(store_error) = self.pending.pause(installation, until) {
+                if let Err(store_error) = self.pending.pause(installation, until).await {
                     tracing::error!(%store_error, "cannot record the pause GitHub asked for");
                 }
                 until
@@ -390,7 +396,7 @@ impl Worker {
             %error,
             "check not written yet; will retry"
         );
-        if let Err(store_error) = self.pending.retry_later(claim, retry_at) {
+        if let Err(store_error) = self.pending.retry_later(claim, retry_at).await {
             tracing::error!(%store_error, "cannot reschedule work");
         }
     }
