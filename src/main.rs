@@ -48,7 +48,7 @@ enum Command {
     Redeliver {
         #[command(flatten)]
         settings: Box<Settings>,
-        /// How far back to look, in hours (GitHub keeps deliveries for 3 days).
+        /// How far back to look, in hours (GitHub redelivers deliveries of the past 3 days).
         #[arg(long, default_value_t = 24)]
         since_hours: u64,
     },
@@ -169,8 +169,9 @@ async fn run(
     let worker = config.worker.clone();
     let shutdown = shutdown_signal()?;
     let bot = Bot::new(config)?;
-    systemd::spawn_watchdog();
-    systemd::spawn_status(bot.stats(), bot.pending());
+    let store = bot.pending();
+    systemd::spawn_watchdog(bot.liveness());
+    systemd::spawn_status(bot.stats(), bot.liveness());
     systemd::spawn_test_fault(RUNTIME_THREADS);
     tracing::info!(
         %address,
@@ -181,7 +182,11 @@ async fn run(
         "listening"
     );
     systemd::notify_ready(&format!("listening on {address}"));
-    server::run(listener, bot, shutdown).await
+    let outcome = server::run(listener, bot, shutdown).await;
+    // Leave no owner lock file behind: the state directory must not grow
+    // with restarts.
+    store.release().await;
+    outcome
 }
 
 /// A future that resolves on SIGTERM or SIGINT, after telling systemd we
@@ -235,11 +240,13 @@ fn redeliver(mut settings: Settings, since_hours: u64) -> ExitCode {
     match runtime.block_on(redeliver_once(config, since)) {
         Ok(report) => {
             println!(
-                "deliveries seen {}, never answered 2xx {}, redelivered {}, already requested {}, errors {}",
+                "deliveries seen {}, never answered 2xx {}, redelivered {}, asked recently {}, too old to redeliver {}, forgotten {}, errors {}",
                 report.attempts_seen,
                 report.failed_deliveries,
                 report.redelivered,
                 report.already_requested,
+                report.out_of_window,
+                report.forgotten,
                 report.errors
             );
             if report.errors == 0 {

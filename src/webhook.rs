@@ -215,25 +215,28 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted
     Ok(Accepted::Record(item, delivery.id))
 }
 
-/// Records the work before answering. The store may wait on another
-/// process's lock, so the call runs on the blocking pool, not on the
-/// threads that serve requests.
+/// Records the work before answering: a 2xx means it is durable. The store
+/// may wait on another process's lock, so the call runs on the store
+/// thread, which records deliveries arriving together in one transaction;
+/// the threads that serve requests only await its answer.
 async fn record(
     state: &AppState,
     item: WorkItem,
     delivery_id: String,
 ) -> Result<Response, Rejection> {
-    let pending = std::sync::Arc::clone(&state.pending);
-    let id = delivery_id.clone();
-    let added = tokio::task::spawn_blocking(move || pending.add(item, &id))
+    let added = state
+        .pending
+        .add(item, &delivery_id)
         .await
-        .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?
         .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?;
     match added {
         Added::New => {}
         Added::Coalesced => tracing::debug!(delivery_id, "joined work already pending"),
         Added::DuplicateDelivery => {
-            tracing::info!(delivery_id, "delivery already handled: not queued again");
+            tracing::info!(
+                delivery_id,
+                "delivery seen before and its work is waiting: nothing to add"
+            );
             return Ok((StatusCode::OK, "duplicate delivery\n").into_response());
         }
     }

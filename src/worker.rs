@@ -36,7 +36,7 @@ use crate::config::{Config, MAX_SECONDARY_PAUSE};
 use crate::github::{
     GitHub, GitHubError, InstallationClient, InstallationId, MAX_RATE_LIMIT_PAUSE, RateLimit,
 };
-use crate::pending::{Claim, PendingError, PendingSet, WorkItem};
+use crate::pending::{Claim, PendingError, Store, WorkItem};
 
 /// How long and how often the worker tries again.
 #[derive(Debug, Clone)]
@@ -203,7 +203,7 @@ impl Stats {
 
 /// Spends write slots on pending work.
 pub struct Worker {
-    pending: Arc<dyn PendingSet>,
+    pending: Store,
     github: GitHub,
     limiter: DefaultKeyedRateLimiter<InstallationId>,
     ignored_bots: Vec<String>,
@@ -220,7 +220,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        pending: Arc<dyn PendingSet>,
+        pending: Store,
         github: GitHub,
         quota: governor::Quota,
         ignored_bots: Vec<String>,
@@ -247,7 +247,7 @@ impl Worker {
         let tracker = TaskTracker::new();
         let mut last_cleanup = Instant::now();
         while !stop.is_cancelled() {
-            self.start_drivers(&tracker);
+            self.start_drivers(&tracker).await;
             if last_cleanup.elapsed() > Duration::from_secs(60) {
                 self.limiter.retain_recent();
                 last_cleanup = Instant::now();
@@ -255,13 +255,17 @@ impl Worker {
             tokio::select! {
                 _ = self.pending.changed() => {}
                 _ = self.driver_done.notified() => {}
-                _ = tokio::time::sleep(self.until_next_retry()) => {}
+                _ = tokio::time::sleep(self.until_next_retry().await) => {}
                 _ = stop.cancelled() => {}
             }
         }
 
         let deadline = tokio::time::Instant::now() + drain_timeout;
-        let pending = self.pending.len();
+        let pending = self
+            .pending
+            .len()
+            .await
+            .unwrap_or_else(|_| self.pending.cached_len());
         if pending > 0 {
             tracing::info!(
                 pending,
@@ -270,17 +274,18 @@ impl Worker {
             );
         }
         loop {
-            self.start_drivers(&tracker);
-            if self.drained() {
+            self.start_drivers(&tracker).await;
+            if self.drained().await {
                 break;
             }
             tokio::select! {
                 _ = self.pending.changed() => {}
                 _ = self.driver_done.notified() => {}
-                _ = tokio::time::sleep(self.until_next_retry()) => {}
+                _ = tokio::time::sleep(self.until_next_retry().await) => {}
                 _ = tokio::time::sleep_until(deadline) => {
+                    let left = self.pending.len().await.unwrap_or_else(|_| self.pending.cached_len());
                     tracing::warn!(
-                        left = self.pending.len(),
+                        left,
                         "drain time is up: queued checks were not written"
                     );
                     break;
@@ -293,21 +298,22 @@ impl Worker {
     /// Whether a stopping worker may exit: it holds no claim, and nothing
     /// is left that only it could write. Items of a shared store stay there
     /// for the other workers; a private store must be empty.
-    fn drained(&self) -> bool {
+    async fn drained(&self) -> bool {
         if !self.driving_now().is_empty() {
             return false;
         }
         if !self.pending.is_shared() {
-            return self.pending.is_empty();
+            return self.pending.is_empty().await.unwrap_or(false);
         }
         self.pending
             .ready_installations(SystemTime::now())
+            .await
             .is_ok_and(|ready| ready.is_empty())
     }
 
-    fn until_next_retry(&self) -> Duration {
+    async fn until_next_retry(&self) -> Duration {
         const IDLE_POLL: Duration = Duration::from_secs(1);
-        match self.pending.next_retry() {
+        match self.pending.next_retry().await {
             Some(at) => at
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
@@ -318,9 +324,9 @@ impl Worker {
 
     /// Starts a driving task for every installation with ready work and
     /// none yet.
-    fn start_drivers(self: &Arc<Self>, tracker: &TaskTracker) {
+    async fn start_drivers(self: &Arc<Self>, tracker: &TaskTracker) {
         let now = SystemTime::now();
-        let ready = match self.pending.ready_installations(now) {
+        let ready = match self.pending.ready_installations(now).await {
             Ok(ready) => ready,
             Err(error) => {
                 tracing::error!(%error, "cannot read pending work");
@@ -353,7 +359,7 @@ impl Worker {
             installation,
         };
         loop {
-            let claim = match self.pending.claim(installation, SystemTime::now()) {
+            let claim = match self.pending.claim(installation, SystemTime::now()).await {
                 Ok(Some(claim)) => claim,
                 Ok(None) => break,
                 Err(error) => {
@@ -506,11 +512,15 @@ impl Worker {
     /// Runs a store operation until it succeeds: giving up would leave the
     /// claim held by this live worker, which no other worker may take.
     /// Logged once, then retried with back-off.
-    async fn store(&self, what: &str, mut operation: impl FnMut() -> Result<(), PendingError>) {
+    async fn store<Operation, Outcome>(&self, what: &str, mut operation: Operation)
+    where
+        Operation: FnMut() -> Outcome,
+        Outcome: std::future::Future<Output = Result<(), PendingError>>,
+    {
         let mut wait = Duration::from_millis(50);
         let mut failures = 0u32;
         loop {
-            match operation() {
+            match operation().await {
                 Ok(()) => {
                     if failures > 0 {
                         tracing::info!(failures, "the store recovered: could {what} again");
@@ -657,6 +667,9 @@ impl Worker {
         let already = self
             .pending
             .paused_until(installation, now)
+            .await
+            .ok()
+            .flatten()
             .is_some_and(|paused| paused + Duration::from_secs(1) >= until);
         self.store("record the pause GitHub asked for", || {
             self.pending.pause(installation, until)

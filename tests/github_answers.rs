@@ -16,7 +16,7 @@ use support::webhooks;
 use task_list_bot::config::Config;
 use task_list_bot::github::InstallationId;
 use task_list_bot::pending::{
-    Added, Changed, Claim, MemoryPendingSet, PendingError, PendingSet, WorkItem,
+    Added, Backlog, Changed, Claim, MemoryPendingSet, PendingError, PendingSet, Pause, WorkItem,
 };
 use task_list_bot::server::Bot;
 
@@ -499,5 +499,11 @@ impl PendingSet for FlakyStore {
     }
     fn is_shared(&self) -> bool {
         false
+    }
+    fn backlog(&self) -> Result<Vec<Backlog>, PendingError> {
+        self.inner.backlog()
+    }
+    fn pauses(&self, now: SystemTime) -> Result<Vec<Pause>, PendingError> {
+        self.inner.pauses(now)
     }
 }

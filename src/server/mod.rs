@@ -7,6 +7,7 @@ mod connections;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::github::{GitHub, RetryPolicy};
-use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet};
+use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet, Store};
 use crate::webhook;
 use crate::worker::{RetryRules, Stats, Worker};
 
@@ -26,7 +27,7 @@ use crate::worker::{RetryRules, Stats, Worker};
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub pending: Arc<dyn PendingSet>,
+    pub pending: Store,
     pub stats: Arc<Stats>,
     /// Set once shutdown begins, so that health checks steer traffic away.
     pub draining: Arc<AtomicBool>,
@@ -35,6 +36,8 @@ pub struct AppState {
 /// The bot, assembled and ready to serve.
 pub struct Bot {
     state: AppState,
+    /// The set itself, for tests that look at it directly.
+    set: Arc<dyn PendingSet>,
     worker: Option<Arc<Worker>>,
 }
 
@@ -50,7 +53,8 @@ impl Bot {
     }
 
     /// Builds the bot around a given pending set.
-    pub fn with_pending(config: Config, pending: Arc<dyn PendingSet>) -> crate::Result<Bot> {
+    pub fn with_pending(config: Config, set: Arc<dyn PendingSet>) -> crate::Result<Bot> {
+        let pending = Store::spawn(Arc::clone(&set))?;
         let stats = Arc::new(Stats::default());
         let worker = match &config.app {
             Some(app) => {
@@ -60,7 +64,7 @@ impl Bot {
                     RetryPolicy::new(config.request_timeout),
                 )?;
                 Some(Worker::new(
-                    Arc::clone(&pending),
+                    pending.clone(),
                     github,
                     config.write_quota(),
                     config.ignored_bots.clone(),
@@ -77,6 +81,7 @@ impl Bot {
                 stats,
                 draining: Arc::default(),
             },
+            set,
             worker,
         })
     }
@@ -85,8 +90,23 @@ impl Bot {
         Arc::clone(&self.state.stats)
     }
 
-    pub fn pending(&self) -> Arc<dyn PendingSet> {
-        Arc::clone(&self.state.pending)
+    /// The async handle every store call goes through.
+    pub fn pending(&self) -> Store {
+        self.state.pending.clone()
+    }
+
+    /// The pending set itself; its calls may block, so only for tests and
+    /// tools, never on the runtime's threads of a serving process.
+    pub fn pending_set(&self) -> Arc<dyn PendingSet> {
+        Arc::clone(&self.set)
+    }
+
+    /// What the watchdog checks before each ping.
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            store: self.state.pending.clone(),
+            has_worker_loop: self.worker.is_some(),
+        }
     }
 
     /// The HTTP routes: the webhook plus Probot's default routes.
@@ -156,11 +176,18 @@ async fn redirect_to_info() -> Redirect {
     Redirect::to("/probot")
 }
 
+/// Answers from figures the store thread keeps: never waits for the store.
 async fn health(State(state): State<AppState>) -> Response {
+    let store = state.pending.health();
     let body = serde_json::json!({
         "status": if state.draining.load(Ordering::Relaxed) { "draining" } else { "ready" },
         "worker": state.config.worker,
-        "pending": state.pending.len(),
+        "pending": store.pending,
+        "store": {
+            "ok": !store.failing,
+            "errors": store.errors,
+            "last_error": store.last_error,
+        },
     });
     let status = if state.draining.load(Ordering::Relaxed) {
         StatusCode::SERVICE_UNAVAILABLE
@@ -168,6 +195,47 @@ async fn health(State(state): State<AppState>) -> Response {
         StatusCode::OK
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// Longest a single store call may run before the store thread counts as
+/// wedged: a call waits at most its busy timeout (2 s) per statement.
+pub const STORE_STALL: Duration = Duration::from_secs(15);
+
+/// Longest the worker loop may go without looking for work: it looks at
+/// least once a second, plus a slow store's busy timeout and back-off.
+pub const WORKER_LOOP_STALL: Duration = Duration::from_secs(20);
+
+/// Whether the parts a watchdog cannot see from the runtime make progress:
+/// the store thread finishes its calls, and the worker loop turns. (The
+/// runtime's own progress is the watchdog task running at all.)
+#[derive(Clone)]
+pub struct Liveness {
+    store: Store,
+    has_worker_loop: bool,
+}
+
+impl Liveness {
+    /// `Err` names what is stuck.
+    pub fn check(&self) -> Result<(), String> {
+        let health = self.store.health();
+        if let Some(busy) = health.busy_for.filter(|busy| *busy > STORE_STALL) {
+            return Err(format!(
+                "the store thread has been in one call for {busy:?}"
+            ));
+        }
+        if self.has_worker_loop && health.since_worker_poll > WORKER_LOOP_STALL {
+            return Err(format!(
+                "the worker loop has not looked for work for {:?}",
+                health.since_worker_poll
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store's health, for STATUS.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
 }
 
 fn html_escape(text: &str) -> String {
