@@ -110,6 +110,8 @@ async fn failed_deliveries_are_asked_for_again_spaced_out_until_one_succeeds() {
         .await
         .unwrap();
     assert_eq!(fourth.redelivered, 2);
+    // GitHub redelivers asynchronously: wait until both outcomes are listed.
+    redeliveries_listed(&github, 2, 202).await;
     let fifth = task_list_bot::redeliver::run_with(
         &client,
         &store,
@@ -160,4 +162,24 @@ async fn a_delivery_redelivered_after_the_pull_request_changed_updates_the_check
     let second = bot.github.check_runs("octo/a")[1].body.clone();
     assert_eq!(second["conclusion"], "success", "{second}");
     bot.shutdown().await;
+}
+
+/// Waits until `count` redeliveries answered `status_code` are listed.
+async fn redeliveries_listed(github: &FakeGitHub, count: usize, status_code: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = github
+            .deliveries()
+            .iter()
+            .filter(|d| d.redelivery && d.status_code == status_code)
+            .count();
+        if listed >= count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{listed} of {count} redeliveries listed after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
