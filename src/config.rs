@@ -214,6 +214,18 @@ impl Config {
         let write_rate = parse_write_rate(&settings.write_rate)?;
         let request_timeout = parse_positive_seconds("REQUEST_TIMEOUT", &settings.request_timeout)?;
         let drain_timeout = parse_seconds("DRAIN_TIMEOUT", &settings.drain_timeout)?;
+        if drain_timeout > MAX_DRAIN_TIMEOUT {
+            // A stopping worker asks systemd for this much time
+            // (EXTEND_TIMEOUT_USEC); more than an hour is a typo.
+            return Err(ConfigError::new(
+                "DRAIN_TIMEOUT",
+                format!(
+                    "{:?} is more than {} seconds",
+                    settings.drain_timeout,
+                    MAX_DRAIN_TIMEOUT.as_secs()
+                ),
+            ));
+        }
         let limits = server_limits(settings)?;
         if !settings.webhook_path.starts_with('/') {
             return Err(ConfigError::new(
@@ -430,6 +442,9 @@ fn parse_positive_f64(name: &'static str, text: &str) -> Result<f64, ConfigError
         .filter(|v| v.is_finite() && *v > 0.0)
         .ok_or_else(|| ConfigError::new(name, format!("{text:?} is not a positive number")))
 }
+
+/// The longest drain a stopping worker may ask systemd for.
+const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// One write per day at the least: a smaller rate is a typo, and its
 /// period would not fit in a `Duration`.
@@ -661,6 +676,13 @@ mod tests {
             (
                 Settings {
                     drain_timeout: "-1".into(),
+                    ..valid()
+                },
+                "DRAIN_TIMEOUT",
+            ),
+            (
+                Settings {
+                    drain_timeout: "7200".into(),
                     ..valid()
                 },
                 "DRAIN_TIMEOUT",

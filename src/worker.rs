@@ -99,6 +99,9 @@ pub struct Worker {
     /// Installations that have a driving task; one per installation, so
     /// that its writes leave one after the other.
     driving: Mutex<HashSet<InstallationId>>,
+    /// Set when a worker of a shared store stops: it claims nothing more,
+    /// the other workers take what is left.
+    stopped_claiming: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -117,6 +120,7 @@ impl Worker {
             driver_done: Notify::new(),
             stats,
             driving: Mutex::default(),
+            stopped_claiming: Default::default(),
         })
     }
 
@@ -141,8 +145,13 @@ impl Worker {
         }
 
         let deadline = tokio::time::Instant::now() + drain_timeout;
+        let shared = self.pending.is_shared();
+        if shared {
+            self.stopped_claiming
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let pending = self.pending.len();
-        if pending > 0 {
+        if pending > 0 && !shared {
             tracing::info!(
                 pending,
                 ?drain_timeout,
@@ -150,7 +159,9 @@ impl Worker {
             );
         }
         loop {
-            self.start_drivers(&tracker);
+            if !shared {
+                self.start_drivers(&tracker);
+            }
             if self.drained() {
                 break;
             }
@@ -177,12 +188,8 @@ impl Worker {
         if !self.driving.lock().expect("driving lock").is_empty() {
             return false;
         }
-        if !self.pending.is_shared() {
-            return self.pending.is_empty();
-        }
-        self.pending
-            .ready_installations(SystemTime::now())
-            .is_ok_and(|ready| ready.is_empty())
+        // Items of a shared store that no claim holds stay for the others.
+        self.pending.is_shared() || self.pending.is_empty()
     }
 
     fn until_next_retry(&self) -> Duration {
@@ -220,6 +227,12 @@ impl Worker {
     /// Works through one installation's items, one at a time.
     async fn drive(self: Arc<Self>, installation: InstallationId) {
         loop {
+            if self
+                .stopped_claiming
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                break;
+            }
             let claim = match self.pending.claim(installation, SystemTime::now()) {
                 Ok(Some(claim)) => claim,
                 Ok(None) => break,
