@@ -778,6 +778,37 @@ mod tests {
     }
 
     #[test]
+    fn logged_values_are_printable_ascii_and_truncated() {
+        assert_eq!(sanitise(b"d-1"), "d-1");
+        let hostile = b"x\r\nINJECTED=1\n\x1b[31m\x00\xff\xc3\xa9";
+        let clean = sanitise(hostile);
+        assert!(
+            clean.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "{clean:?}"
+        );
+        assert!(clean.starts_with("x??INJECTED=1??[31m"), "{clean:?}");
+        let long = sanitise(&[b'a'; 1000]);
+        assert_eq!(long.len(), LOGGED_VALUE_CHARS + 3);
+        assert!(long.ends_with("..."));
+    }
+
+    #[test]
+    fn refusals_past_a_few_per_window_are_counted_not_logged() {
+        let log = RejectionLog::new(Duration::from_secs(3600), 2);
+        for _ in 0..7 {
+            log.refused(Refused::BadSignature, None);
+        }
+        log.refused(Refused::TooLarge, None);
+        assert_eq!(log.suppressed(), 6);
+        // A window that has ended starts over (after its summary line).
+        let log = RejectionLog::new(Duration::ZERO, 2);
+        for _ in 0..7 {
+            log.refused(Refused::BadSignature, None);
+        }
+        assert_eq!(log.suppressed(), 0);
+    }
+
+    #[test]
     fn other_content_types_are_unsupported() {
         let signature = sign(b"x");
         let map = headers(&[

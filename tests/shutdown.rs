@@ -75,3 +75,50 @@ async fn a_stopping_worker_accepts_no_new_connection() {
         "a stopping worker answered: {outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn a_stop_with_stalled_connections_ends_after_a_short_grace() {
+    let bot = TestBot::start().await;
+    let address = bot.address;
+    let mut stalled = Vec::new();
+    for i in 0..60 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        match i % 3 {
+            // Connected, silent.
+            0 => {}
+            // Half a request head.
+            1 => stream
+                .write_all(b"POST / HTTP/1.1\r\nhost: b")
+                .await
+                .unwrap(),
+            // A whole head, a body that never comes.
+            _ => stream
+                .write_all(
+                    b"POST / HTTP/1.1\r\nhost: bot\r\ncontent-type: application/json\r\n\
+                      x-github-event: ping\r\nx-github-delivery: s\r\n\
+                      x-hub-signature-256: sha256=00\r\ncontent-length: 1000\r\n\r\n{",
+                )
+                .await
+                .unwrap(),
+        }
+        stalled.push(stream);
+    }
+    // Every connection has been accepted (a request served after them
+    // proves the accept loop reached it).
+    assert_eq!(bot.get("/ping").await.0, 200);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(
+        task_list_bot::server::STOP_GRACE + Duration::from_secs(3),
+        bot.shutdown(),
+    )
+    .await
+    .expect("the worker stops after the grace, not when the senders please");
+    let took = started.elapsed();
+    assert!(took >= task_list_bot::server::STOP_GRACE, "{took:?}");
+    // Every stalled connection was closed.
+    for mut stream in stalled {
+        let mut buffer = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "still open");
+    }
+}

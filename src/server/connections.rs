@@ -459,3 +459,19 @@ impl hyper::body::Body for Tracked {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_cap_beyond_the_open_files_limit_is_refused() {
+        let limit = reserve_open_files(1).expect("one connection fits");
+        assert!(limit > RESERVED_FILES);
+        let error = reserve_open_files(limit as usize).unwrap_err();
+        assert!(
+            error.contains("LimitNOFILE") && error.contains("MAX_CONNECTIONS"),
+            "{error}"
+        );
+    }
+}
