@@ -122,3 +122,57 @@ async fn a_stop_with_stalled_connections_ends_after_a_short_grace() {
         assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "still open");
     }
 }
+
+/// A worker of a shared store stops claiming at once and only finishes the
+/// claims it holds; the rest stays in the store for the next worker.
+#[tokio::test]
+async fn a_stopping_worker_of_a_shared_store_leaves_unclaimed_work_to_others() {
+    use std::sync::Arc;
+    use support::bot::Options;
+    use support::fake_github::FakeGitHub;
+    use task_list_bot::pending::{PendingSet, SqlitePendingSet};
+    use task_list_bot::server::Bot;
+
+    let dir = std::env::temp_dir().join(format!("tlb-stop-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let github = FakeGitHub::start(support::bot::APP_ID, support::bot::PUBLIC_KEY.as_bytes()).await;
+    github.add_repo(1, "octo/a");
+    for number in 1..=6 {
+        github.upsert_pull("octo/a", PullRequest::new(number).body("- [ ] a"));
+    }
+    let options = Options {
+        // One write a second: the drain of a private store would take 6 s.
+        write_rate: 1.0,
+        drain_timeout: Duration::from_secs(20),
+        ..Options::default()
+    };
+    let start = |github: FakeGitHub| {
+        let config = TestBot::config_for(&github, &options);
+        let store = Arc::new(SqlitePendingSet::open(&dir).unwrap());
+        TestBot::serve(github, Bot::with_pending(config, store).unwrap())
+    };
+    let first = start(github.clone()).await;
+    for number in 1..=6 {
+        let answer = first
+            .send(&webhooks::pull_request_opened(&github, "octo/a", number))
+            .await;
+        assert_eq!(answer.status, 202);
+    }
+    let started = std::time::Instant::now();
+    first.shutdown().await;
+    let took = started.elapsed();
+    let written = github.check_runs("octo/a").len();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        written < 6,
+        "the stopping worker drained everything: {written}"
+    );
+    let store = SqlitePendingSet::open(&dir).unwrap();
+    assert_eq!(store.len(), 6 - written, "the rest stays in the store");
+    drop(store);
+
+    let second = start(github.clone()).await;
+    second.check_runs_arrived("octo/a", 6).await;
+    second.shutdown().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
