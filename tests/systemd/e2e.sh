@@ -69,8 +69,6 @@ journal_has() { ct journalctl --no-pager -o cat -u "$1" --since "@$2" | grep -qF
 # --- setup -------------------------------------------------------------------
 
 pick_ports
-# The fake's received_ms counts from its start.
-FAKE_T0_MS=$(date +%s%3N)
 start_fake
 stage_fleet "the end-to-end test" 1 4
 boot_container
@@ -316,12 +314,11 @@ scale() {
 check "scaling 4 -> 2 -> 6 through WEB_CONCURRENCY, daemon-reload and restart bot.target; a bad value means 4" scale
 
 drain_on_stop() {
-    local okay=0 stop_ms t0
+    local okay=0 t0
     "${WEBHOOKS[@]}" seed --fake "$FAKE_URL" --installation 4202 --repo e2e/drain --prs 16 | note || return 1
     send --kind pr --installation 4202 --repo e2e/drain --count 16 --concurrency 16 \
         --id-prefix drain --out "$WORK/drain.json" | note
     sent_ok "$WORK/drain.json" || okay=1
-    stop_ms=$(date +%s%3N)
     t0=$SECONDS
     ct systemctl stop bot.target || okay=1
     # stop bot.target returns once the target is down; the workers drain on.
