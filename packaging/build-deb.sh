@@ -46,7 +46,7 @@ if ((BUILD)); then
 fi
 [[ -x $BIN ]] || { echo "no release binary at $BIN (build it, or drop --no-build)" >&2; exit 2; }
 # The test-only fault hook (cargo feature fault-injection) never ships.
-if grep -q 'stall-runtime-after=' "$BIN"; then
+if grep -q TASK_LIST_BOT_FAULT "$BIN"; then
     echo "$BIN was built with --features fault-injection: rebuild it without (drop --no-build)" >&2
     exit 2
 fi

@@ -37,7 +37,7 @@ bot_fake_args "$@"
 preflight "mounts, systemd-nspawn"
 # The watchdog check injects TASK_LIST_BOT_FAULT, compiled in only with the
 # fault-injection feature (never into the package).
-if ! grep -q 'stall-runtime-after=' "$BOT"; then
+if ! grep -q TASK_LIST_BOT_FAULT "$BOT"; then
     echo "$BOT was built without the fault hook: cargo build --release --features fault-injection --bins --examples" >&2
     exit 2
 fi
