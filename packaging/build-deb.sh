@@ -45,6 +45,11 @@ if ((BUILD)); then
     cargo build --release --locked --bin task-list-bot
 fi
 [[ -x $BIN ]] || { echo "no release binary at $BIN (build it, or drop --no-build)" >&2; exit 2; }
+# The test-only fault hook (cargo feature fault-injection) never ships.
+if grep -q TASK_LIST_BOT_FAULT "$BIN"; then
+    echo "$BIN was built with --features fault-injection: rebuild it without (drop --no-build)" >&2
+    exit 2
+fi
 
 # The man page asset is named target/man/… in Cargo.toml, relative to the
 # crate; its content comes from the binary's clap definitions.

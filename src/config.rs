@@ -81,6 +81,21 @@ pub struct Settings {
     /// no connection): seconds, or a number with s, m, h or d.
     #[arg(long, env = "RETRY_FOR", default_value = "24h")]
     pub retry_for: String,
+    /// Connections one worker holds open at once; past it the worker stops
+    /// accepting and the other workers of the fleet take them.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value = "4096")]
+    pub max_connections: String,
+    /// Seconds a client may take to send a whole request, headers and body
+    /// (GitHub gives up on a delivery after 10 s).
+    #[arg(long, env = "RECEIVE_TIMEOUT", default_value = "10")]
+    pub receive_timeout: String,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value = "5")]
+    pub keep_alive_timeout: String,
+    /// MiB of request bodies one worker holds in memory at once; larger
+    /// uploads wait for room, or get 503.
+    #[arg(long, env = "BODY_BUDGET_MB", default_value = "64")]
+    pub body_budget_mb: String,
     /// This worker's name in logs and status (systemd units set the instance).
     #[arg(long, env = "WORKER")]
     pub worker: Option<String>,
@@ -144,10 +159,45 @@ pub struct Config {
     /// The shortest pause after a secondary rate limit, doubled on repeats
     /// up to [`MAX_SECONDARY_PAUSE`]; not a setting (tests shorten it).
     pub min_secondary_pause: Duration,
+    /// What one worker accepts from senders: connections, time, body bytes.
+    pub limits: ServerLimits,
     pub worker: String,
     /// Where the durable pending set lives; `None` keeps it in memory.
     pub state_directory: Option<PathBuf>,
     pub dry_run: bool,
+}
+
+/// Bounds on what senders can make one worker hold: the webhook port faces
+/// the internet, so no sender may exhaust its file descriptors, tasks or
+/// memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Open connections at once; past it the worker stops accepting.
+    pub max_connections: usize,
+    /// Time for a whole request (headers and body), from its first byte
+    /// (from the accept for a connection's first request).
+    pub receive_timeout: Duration,
+    /// Time an idle keep-alive connection stays open.
+    pub keep_alive_timeout: Duration,
+    /// Bytes of request bodies held in memory at once.
+    pub body_budget: usize,
+}
+
+impl ServerLimits {
+    /// The smallest body budget: one delivery of GitHub's largest size
+    /// must fit in the part of the budget large bodies may use.
+    pub const MIN_BODY_BUDGET_MB: usize = 34;
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 4096,
+            receive_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            body_budget: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// Where files handed over by the service manager live (systemd's
@@ -186,10 +236,23 @@ impl Config {
         let port = settings.port.trim().parse::<u16>().map_err(|_| {
             ConfigError::new("PORT", format!("{:?} is not a port number", settings.port))
         })?;
-        let write_rate = parse_positive_f64("WRITE_RATE", &settings.write_rate)?;
-        let request_timeout = parse_seconds("REQUEST_TIMEOUT", &settings.request_timeout)?;
+        let write_rate = parse_write_rate(&settings.write_rate)?;
+        let request_timeout = parse_positive_seconds("REQUEST_TIMEOUT", &settings.request_timeout)?;
         let drain_timeout = parse_seconds("DRAIN_TIMEOUT", &settings.drain_timeout)?;
         let retry_for = parse_duration("RETRY_FOR", &settings.retry_for)?;
+        if drain_timeout > MAX_DRAIN_TIMEOUT {
+            // A stopping worker asks systemd for this much time
+            // (EXTEND_TIMEOUT_USEC); more than an hour is a typo.
+            return Err(ConfigError::new(
+                "DRAIN_TIMEOUT",
+                format!(
+                    "{:?} is more than {} seconds",
+                    settings.drain_timeout,
+                    MAX_DRAIN_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        let limits = server_limits(settings)?;
         if !settings.webhook_path.starts_with('/') {
             return Err(ConfigError::new(
                 "WEBHOOK_PATH",
@@ -217,6 +280,7 @@ impl Config {
             retry_for,
             retry_backoff_cap: RETRY_BACKOFF_CAP,
             min_secondary_pause: MIN_SECONDARY_PAUSE,
+            limits,
             worker: settings
                 .worker
                 .clone()
@@ -306,12 +370,26 @@ fn app_credentials(
     };
     let pem = decode_private_key(&raw)
         .ok_or_else(|| ConfigError::new(name, "is neither a PEM private key nor base64 of one"))?;
-    octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
-        .map_err(|_| ConfigError::new(name, "is not a valid RSA private key"))?;
+    check_signs_jwts(&pem).map_err(|reason| ConfigError::new(name, reason))?;
     Ok(AppCredentials {
         app_id,
         private_key: SecretString::from(pem),
     })
+}
+
+/// Signs a throw-away JWT with the key, as every token request will: a
+/// public key parses as PEM too, and would otherwise fail every request.
+fn check_signs_jwts(pem: &str) -> Result<(), &'static str> {
+    use octocrab::jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    if !pem.contains("PRIVATE KEY-----") {
+        return Err("is not a private key (a public key or certificate?)");
+    }
+    let key =
+        EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| "is not a valid RSA private key")?;
+    let claims = serde_json::json!({ "iat": 0, "exp": 60, "iss": "0" });
+    encode(&Header::new(Algorithm::RS256), &claims, &key)
+        .map(drop)
+        .map_err(|_| "cannot sign with this key (not an RSA private key)")
 }
 
 /// Accepts the forms Probot accepts: PEM text, PEM with literal `\n`
@@ -394,6 +472,71 @@ fn parse_positive_f64(name: &'static str, text: &str) -> Result<f64, ConfigError
         .ok_or_else(|| ConfigError::new(name, format!("{text:?} is not a positive number")))
 }
 
+/// The longest drain a stopping worker may ask systemd for.
+const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One write per day at the least: a smaller rate is a typo, and its
+/// period would not fit in a `Duration`.
+const MIN_WRITE_RATE: f64 = 1.0 / 86_400.0;
+
+fn parse_write_rate(text: &str) -> Result<f64, ConfigError> {
+    let rate = parse_positive_f64("WRITE_RATE", text)?;
+    if rate < MIN_WRITE_RATE {
+        return Err(ConfigError::new(
+            "WRITE_RATE",
+            format!("{text:?} is below one write per day ({MIN_WRITE_RATE:.7})"),
+        ));
+    }
+    Ok(rate)
+}
+
+fn parse_positive_seconds(name: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let duration = parse_seconds(name, text)?;
+    if duration < Duration::from_millis(1) {
+        return Err(ConfigError::new(
+            name,
+            format!("{text:?} must be more than zero seconds"),
+        ));
+    }
+    Ok(duration)
+}
+
+fn parse_count(
+    name: &'static str,
+    text: &str,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("{text:?} is not a whole number from {min} to {max}"),
+            )
+        })
+}
+
+fn server_limits(settings: &Settings) -> Result<ServerLimits, ConfigError> {
+    let budget_mb = parse_count(
+        "BODY_BUDGET_MB",
+        &settings.body_budget_mb,
+        ServerLimits::MIN_BODY_BUDGET_MB,
+        4096,
+    )?;
+    Ok(ServerLimits {
+        max_connections: parse_count("MAX_CONNECTIONS", &settings.max_connections, 1, 1_000_000)?,
+        receive_timeout: parse_positive_seconds("RECEIVE_TIMEOUT", &settings.receive_timeout)?,
+        keep_alive_timeout: parse_positive_seconds(
+            "KEEP_ALIVE_TIMEOUT",
+            &settings.keep_alive_timeout,
+        )?,
+        body_budget: budget_mb * 1024 * 1024,
+    })
+}
+
 fn parse_seconds(name: &'static str, text: &str) -> Result<Duration, ConfigError> {
     text.trim()
         .parse::<f64>()
@@ -442,6 +585,10 @@ impl Settings {
             request_timeout: "10".into(),
             drain_timeout: "20".into(),
             retry_for: "24h".into(),
+            max_connections: "4096".into(),
+            receive_timeout: "10".into(),
+            keep_alive_timeout: "5".into(),
+            body_budget_mb: "64".into(),
             ..Settings::default()
         }
     }
@@ -457,6 +604,7 @@ mod tests {
     use super::*;
 
     const KEY: &str = include_str!("../tests/data/test-app-key.pem");
+    const PUBLIC_KEY: &str = include_str!("../tests/data/test-app-key.pub.pem");
 
     fn valid() -> Settings {
         Settings {
@@ -486,6 +634,7 @@ mod tests {
         assert_eq!(config.retry_for, Duration::from_secs(24 * 3600));
         assert_eq!(config.retry_backoff_cap, Duration::from_secs(300));
         assert_eq!(config.min_secondary_pause, Duration::from_secs(60));
+        assert_eq!(config.limits, ServerLimits::default());
     }
 
     #[test]
@@ -628,6 +777,64 @@ mod tests {
                     ..valid()
                 },
                 "RETRY_FOR",
+            ),
+            (
+                Settings {
+                    drain_timeout: "7200".into(),
+                    ..valid()
+                },
+                "DRAIN_TIMEOUT",
+            ),
+            (
+                Settings {
+                    request_timeout: "0".into(),
+                    ..valid()
+                },
+                "REQUEST_TIMEOUT",
+            ),
+            (
+                Settings {
+                    // 1/rate seconds would overflow a Duration.
+                    write_rate: "1e-300".into(),
+                    ..valid()
+                },
+                "WRITE_RATE",
+            ),
+            (
+                Settings {
+                    private_key: Some(PUBLIC_KEY.into()),
+                    ..valid()
+                },
+                "PRIVATE_KEY",
+            ),
+            (
+                Settings {
+                    max_connections: "0".into(),
+                    ..valid()
+                },
+                "MAX_CONNECTIONS",
+            ),
+            (
+                Settings {
+                    receive_timeout: "0".into(),
+                    ..valid()
+                },
+                "RECEIVE_TIMEOUT",
+            ),
+            (
+                Settings {
+                    keep_alive_timeout: "soon".into(),
+                    ..valid()
+                },
+                "KEEP_ALIVE_TIMEOUT",
+            ),
+            (
+                Settings {
+                    // Too small for one 25 MB delivery.
+                    body_budget_mb: "16".into(),
+                    ..valid()
+                },
+                "BODY_BUDGET_MB",
             ),
         ];
         for (settings, name) in cases {

@@ -125,6 +125,10 @@ fn serve(mut settings: Settings) -> ExitCode {
         }
     };
     drop(settings);
+    if let Err(reason) = server::reserve_open_files(config.limits.max_connections) {
+        eprintln!("task-list-bot: invalid setting MAX_CONNECTIONS: {reason}");
+        return ExitCode::from(2);
+    }
     for name in SECRET_VARIABLES {
         // SAFETY: no other thread exists yet; the runtime starts below.
         unsafe { std::env::remove_var(name) };
@@ -167,11 +171,14 @@ async fn run(
     let address = listener.local_addr()?;
     let dry_run = config.dry_run;
     let worker = config.worker.clone();
-    let shutdown = shutdown_signal()?;
+    // What a stop may take: the connections' grace, then the drain.
+    let stop_time = server::STOP_GRACE + server::HANDLER_PATIENCE + config.drain_timeout;
+    let shutdown = shutdown_signal(stop_time)?;
     let bot = Bot::new(config)?;
     let store = bot.pending();
     systemd::spawn_watchdog(bot.liveness());
     systemd::spawn_status(bot.stats(), bot.liveness());
+    #[cfg(feature = "fault-injection")]
     systemd::spawn_test_fault(RUNTIME_THREADS);
     tracing::info!(
         %address,
@@ -190,10 +197,14 @@ async fn run(
 }
 
 /// A future that resolves on SIGTERM or SIGINT, after telling systemd we
-/// are stopping. The handlers are installed here, at once: a signal that
-/// arrives before the future is first polled is still caught, not left to
-/// the default action (which would kill the worker without a drain).
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// are stopping and asking for `stop_time` (more than the unit's stop
+/// timeout, when DRAIN_TIMEOUT is long). The handlers are installed here, at
+/// once: a signal that arrives before the future is first polled is still
+/// caught, not left to the default action (which would kill the worker
+/// without a drain).
+fn shutdown_signal(
+    stop_time: std::time::Duration,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use anyhow::Context as _;
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
@@ -203,7 +214,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => {}
             _ = interrupt.recv() => {}
         }
-        systemd::notify_stopping();
+        systemd::notify_stopping(stop_time);
     })
 }
 

@@ -216,6 +216,9 @@ pub struct Worker {
     rules: RetryRules,
     /// Recent failures per installation, for growing back-offs and pauses.
     trouble: Mutex<HashMap<InstallationId, Trouble>>,
+    /// Set when a worker of a shared store stops: it claims nothing more,
+    /// the other workers take what is left.
+    stopped_claiming: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -237,6 +240,7 @@ impl Worker {
             driving: Mutex::default(),
             rules,
             trouble: Mutex::default(),
+            stopped_claiming: Default::default(),
         })
     }
 
@@ -261,12 +265,17 @@ impl Worker {
         }
 
         let deadline = tokio::time::Instant::now() + drain_timeout;
+        let shared = self.pending.is_shared();
+        if shared {
+            self.stopped_claiming
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let pending = self
             .pending
             .len()
             .await
             .unwrap_or_else(|_| self.pending.cached_len());
-        if pending > 0 {
+        if pending > 0 && !shared {
             tracing::info!(
                 pending,
                 ?drain_timeout,
@@ -274,7 +283,9 @@ impl Worker {
             );
         }
         loop {
-            self.start_drivers(&tracker).await;
+            if !shared {
+                self.start_drivers(&tracker).await;
+            }
             if self.drained().await {
                 break;
             }
@@ -302,13 +313,8 @@ impl Worker {
         if !self.driving_now().is_empty() {
             return false;
         }
-        if !self.pending.is_shared() {
-            return self.pending.is_empty().await.unwrap_or(false);
-        }
-        self.pending
-            .ready_installations(SystemTime::now())
-            .await
-            .is_ok_and(|ready| ready.is_empty())
+        // Items of a shared store that no claim holds stay for the others.
+        self.pending.is_shared() || self.pending.is_empty().await.unwrap_or(false)
     }
 
     async fn until_next_retry(&self) -> Duration {
@@ -359,6 +365,12 @@ impl Worker {
             installation,
         };
         loop {
+            if self
+                .stopped_claiming
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                break;
+            }
             let claim = match self.pending.claim(installation, SystemTime::now()).await {
                 Ok(Some(claim)) => claim,
                 Ok(None) => break,

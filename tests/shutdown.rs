@@ -75,3 +75,104 @@ async fn a_stopping_worker_accepts_no_new_connection() {
         "a stopping worker answered: {outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn a_stop_with_stalled_connections_ends_after_a_short_grace() {
+    let bot = TestBot::start().await;
+    let address = bot.address;
+    let mut stalled = Vec::new();
+    for i in 0..60 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        match i % 3 {
+            // Connected, silent.
+            0 => {}
+            // Half a request head.
+            1 => stream
+                .write_all(b"POST / HTTP/1.1\r\nhost: b")
+                .await
+                .unwrap(),
+            // A whole head, a body that never comes.
+            _ => stream
+                .write_all(
+                    b"POST / HTTP/1.1\r\nhost: bot\r\ncontent-type: application/json\r\n\
+                      x-github-event: ping\r\nx-github-delivery: s\r\n\
+                      x-hub-signature-256: sha256=00\r\ncontent-length: 1000\r\n\r\n{",
+                )
+                .await
+                .unwrap(),
+        }
+        stalled.push(stream);
+    }
+    // Every connection has been accepted (a request served after them
+    // proves the accept loop reached it).
+    assert_eq!(bot.get("/ping").await.0, 200);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(
+        task_list_bot::server::STOP_GRACE + Duration::from_secs(3),
+        bot.shutdown(),
+    )
+    .await
+    .expect("the worker stops after the grace, not when the senders please");
+    let took = started.elapsed();
+    assert!(took >= task_list_bot::server::STOP_GRACE, "{took:?}");
+    // Every stalled connection was closed.
+    for mut stream in stalled {
+        let mut buffer = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "still open");
+    }
+}
+
+/// A worker of a shared store stops claiming at once and only finishes the
+/// claims it holds; the rest stays in the store for the next worker.
+#[tokio::test]
+async fn a_stopping_worker_of_a_shared_store_leaves_unclaimed_work_to_others() {
+    use std::sync::Arc;
+    use support::bot::Options;
+    use support::fake_github::FakeGitHub;
+    use task_list_bot::pending::{PendingSet, SqlitePendingSet};
+    use task_list_bot::server::Bot;
+
+    let dir = std::env::temp_dir().join(format!("tlb-stop-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let github = FakeGitHub::start(support::bot::APP_ID, support::bot::PUBLIC_KEY.as_bytes()).await;
+    github.add_repo(1, "octo/a");
+    for number in 1..=6 {
+        github.upsert_pull("octo/a", PullRequest::new(number).body("- [ ] a"));
+    }
+    let options = Options {
+        // One write a second: the drain of a private store would take 6 s.
+        write_rate: 1.0,
+        drain_timeout: Duration::from_secs(20),
+        ..Options::default()
+    };
+    let start = |github: FakeGitHub| {
+        let config = TestBot::config_for(&github, &options);
+        let store = Arc::new(SqlitePendingSet::open(&dir).unwrap());
+        TestBot::serve(github, Bot::with_pending(config, store).unwrap())
+    };
+    let first = start(github.clone()).await;
+    for number in 1..=6 {
+        let answer = first
+            .send(&webhooks::pull_request_opened(&github, "octo/a", number))
+            .await;
+        assert_eq!(answer.status, 202);
+    }
+    let started = std::time::Instant::now();
+    first.shutdown().await;
+    let took = started.elapsed();
+    let written = github.check_runs("octo/a").len();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        written < 6,
+        "the stopping worker drained everything: {written}"
+    );
+    let store = SqlitePendingSet::open(&dir).unwrap();
+    assert_eq!(store.len(), 6 - written, "the rest stays in the store");
+    drop(store);
+
+    let second = start(github.clone()).await;
+    second.check_runs_arrived("octo/a", 6).await;
+    second.shutdown().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}

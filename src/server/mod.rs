@@ -4,6 +4,11 @@
 
 mod connections;
 
+pub use connections::{
+    HANDLER_PATIENCE, MAX_READ_BUFFER, RESERVED_FILES, ReceiveDeadline, STOP_GRACE,
+    reserve_open_files,
+};
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::github::{GitHub, RetryPolicy};
 use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet, Store};
-use crate::webhook;
+use crate::webhook::{self, BodyBudget, RejectionLog};
 use crate::worker::{RetryRules, Stats, Worker};
 
 /// What every request handler shares.
@@ -31,6 +36,10 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     /// Set once shutdown begins, so that health checks steer traffic away.
     pub draining: Arc<AtomicBool>,
+    /// The bytes of request bodies this worker holds at once.
+    pub body_budget: Arc<BodyBudget>,
+    /// Refused requests, logged without letting senders flood the journal.
+    pub rejections: Arc<RejectionLog>,
 }
 
 /// The bot, assembled and ready to serve.
@@ -76,10 +85,12 @@ impl Bot {
         };
         Ok(Bot {
             state: AppState {
+                body_budget: Arc::new(BodyBudget::new(config.limits.body_budget)),
                 config: Arc::new(config),
                 pending,
                 stats,
                 draining: Arc::default(),
+                rejections: Arc::default(),
             },
             set,
             worker,
@@ -107,6 +118,11 @@ impl Bot {
             store: self.state.pending.clone(),
             has_worker_loop: self.worker.is_some(),
         }
+    }
+
+    /// The body budget, so that tests can watch what it holds.
+    pub fn body_budget(&self) -> Arc<BodyBudget> {
+        Arc::clone(&self.state.body_budget)
     }
 
     /// The HTTP routes: the webhook plus Probot's default routes.
@@ -146,13 +162,33 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let draining = Arc::clone(&bot.state.draining);
     let signal = stop_accepting.clone();
+    // With a shared store the worker stops claiming at once: the other
+    // workers (or the next start) take what is left. A private store is
+    // drained, so its worker stops only once every connection is answered.
+    let stop_worker_at_once = bot.state.pending.is_shared().then(|| stop_worker.clone());
     tokio::spawn(async move {
         shutdown.await;
         draining.store(true, Ordering::Relaxed);
         tracing::info!("stopping: no new connections, answering those in hand");
         signal.cancel();
+        if let Some(stop_worker) = stop_worker_at_once {
+            stop_worker.cancel();
+        }
     });
-    connections::serve(listener, router, stop_accepting).await;
+    let rejections = Arc::clone(&bot.state.rejections);
+    let summaries = {
+        let rejections = Arc::clone(&rejections);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                rejections.flush_if_due();
+            }
+        })
+    };
+    let limits = bot.state.config.limits;
+    connections::serve(listener, router, limits, rejections, stop_accepting).await;
+    summaries.abort();
     stop_worker.cancel();
     if let Some(worker) = worker {
         worker

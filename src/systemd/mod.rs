@@ -96,9 +96,16 @@ pub fn notify_ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
-pub fn notify_stopping() {
+/// Tells systemd the worker is stopping, and that it may take up to
+/// `stop_time` (plus a margin): EXTEND_TIMEOUT_USEC lets a DRAIN_TIMEOUT
+/// longer than the unit's TimeoutStopSec= end in a clean exit, not SIGKILL.
+pub fn notify_stopping(stop_time: Duration) {
+    const MARGIN: Duration = Duration::from_secs(5);
+    // DRAIN_TIMEOUT is at most an hour, well inside u32 microseconds.
+    let extend = u32::try_from((stop_time + MARGIN).as_micros()).unwrap_or(u32::MAX);
     notify(&[
         NotifyState::Stopping,
+        NotifyState::ExtendTimeoutUsec(extend),
         NotifyState::Status("stopping: draining queued checks"),
     ]);
 }
@@ -162,9 +169,11 @@ pub fn spawn_status(stats: Arc<Stats>, liveness: Liveness) {
     });
 }
 
-/// A fault for the end-to-end tests, off unless
+/// A fault for the end-to-end tests, compiled only with the
+/// `fault-injection` feature (never into the package), off unless
 /// `TASK_LIST_BOT_FAULT=stall-runtime-after=SECS` is set: after SECS seconds
 /// every runtime thread blocks, as a deadlock would, so the watchdog fires.
+#[cfg(feature = "fault-injection")]
 pub fn spawn_test_fault(runtime_threads: usize) {
     let Ok(fault) = std::env::var("TASK_LIST_BOT_FAULT") else {
         return;
