@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use support::bot::{APP_ID, PRIVATE_KEY, PUBLIC_KEY};
 use support::fake_github::{FakeGitHub, NewDelivery};
+use support::temp_dir::TempDir;
 use task_list_bot::config::AppCredentials;
 use task_list_bot::github::{GitHub, RetryPolicy};
 use task_list_bot::pending::SqlitePendingSet;
@@ -46,8 +47,8 @@ async fn failed_deliveries_are_redelivered_once_across_runs() {
         RetryPolicy::new(Duration::from_secs(5)),
     )
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("tlb-redeliver-{}", std::process::id()));
-    let store = SqlitePendingSet::open(&dir).unwrap();
+    let dir = TempDir::new("redeliver");
+    let store = SqlitePendingSet::open(dir.path()).unwrap();
 
     let since = Duration::from_secs(24 * 3600);
     let first = task_list_bot::redeliver::run(&client, &store, since)
@@ -68,5 +69,4 @@ async fn failed_deliveries_are_redelivered_once_across_runs() {
         .unwrap();
     assert_eq!(second.redelivered, 0, "idempotent across runs");
     assert_eq!(github.redelivery_attempts().len(), 2);
-    std::fs::remove_dir_all(dir).unwrap();
 }

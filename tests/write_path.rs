@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::bot::{Options, TestBot};
 use support::fake_github::{Endpoint, FakeGitHub, Fault, PullRequest};
+use support::temp_dir::TempDir;
 use support::webhooks;
 use task_list_bot::pending::SqlitePendingSet;
 use task_list_bot::server::Bot;
@@ -336,16 +337,12 @@ async fn stopping_writes_every_queued_check_first() {
 /// accepted, and a pull request is never written by both.
 #[tokio::test]
 async fn workers_sharing_a_store_split_the_writes() {
-    let dir = std::env::temp_dir().join(format!(
-        "tlb-shared-{}-{:?}",
-        std::process::id(),
-        Instant::now()
-    ));
+    let dir = TempDir::new("shared");
     let github = FakeGitHub::start(support::bot::APP_ID, support::bot::PUBLIC_KEY.as_bytes()).await;
     seed(&github, 1, "octo/a", 1..=6);
     let options = slow_writes();
     let start = |github: FakeGitHub| {
-        let dir = dir.clone();
+        let dir = dir.path().to_owned();
         let options = options.clone();
         async move {
             let config = TestBot::config_for(&github, &options);
@@ -369,6 +366,18 @@ async fn workers_sharing_a_store_split_the_writes() {
     first.check_runs_arrived("octo/a", 6).await;
     let took = started.elapsed();
     let writes = |bot: &TestBot| bot.stats.writes.load(std::sync::atomic::Ordering::Relaxed);
+    // A worker counts a write once GitHub's answer is back, a moment after
+    // the fake recorded the check run.
+    let deadline = Instant::now() + support::bot::PATIENCE;
+    while writes(&first) + writes(&second) < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "writes counted: {} + {}",
+            writes(&first),
+            writes(&second)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         writes(&second) >= 2,
         "the idle worker took part: {} + {}",
@@ -384,7 +393,11 @@ async fn workers_sharing_a_store_split_the_writes() {
     assert!(took < Duration::from_millis(4500), "{took:?}");
     first.shutdown().await;
     second.shutdown().await;
-    std::fs::remove_dir_all(dir).unwrap();
+    assert_eq!(
+        github.check_runs("octo/a").len(),
+        6,
+        "nothing written twice"
+    );
 }
 
 /// While the store cannot take the work (here: another process holds its
@@ -392,10 +405,11 @@ async fn workers_sharing_a_store_split_the_writes() {
 /// GitHub records a failure that redelivery recovers; never 2xx.
 #[tokio::test]
 async fn a_store_that_cannot_record_answers_503() {
-    let dir = std::env::temp_dir().join(format!("tlb-locked-{}", std::process::id()));
+    let dir = TempDir::new("locked");
+    let dir = dir.path();
     let github = FakeGitHub::start(support::bot::APP_ID, support::bot::PUBLIC_KEY.as_bytes()).await;
     seed(&github, 1, "octo/a", 1..=1);
-    let store = Arc::new(SqlitePendingSet::open(&dir).unwrap());
+    let store = Arc::new(SqlitePendingSet::open(dir).unwrap());
     let config = TestBot::config_for(&github, &Options::default());
     let bot = TestBot::serve(github, Bot::with_pending(config, store).unwrap()).await;
 
@@ -420,7 +434,6 @@ async fn a_store_that_cannot_record_answers_503() {
     assert_eq!(retried.status, 202, "recorded once the store is back");
     bot.check_runs_arrived("octo/a", 1).await;
     bot.shutdown().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
