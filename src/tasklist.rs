@@ -42,6 +42,15 @@ const OPTIONAL_MARKER: &str = "OPTIONAL";
 /// Markers of tasks that are not counted at all (unless also optional).
 const SKIP_MARKERS: [&str; 2] = ["POST-MERGE", "N/A"];
 
+/// GitHub refuses a check run whose `output.summary` or `output.text` is
+/// longer than 65535 characters (422 "Only 65535 characters are allowed"),
+/// and the check is then never written. The limit is held here in bytes,
+/// which are never fewer than characters, so it holds however GitHub counts.
+pub const MAX_OUTPUT_LEN: usize = 65_535;
+
+/// Room kept at the end of a cut text for the note that says so.
+const CUT_NOTE_RESERVE: usize = 256;
+
 /// Status column values of the old app's tables.
 const STATUS_COMPLETED: &str = "Completed";
 const STATUS_INCOMPLETE: &str = "**Incomplete**";
@@ -448,14 +457,59 @@ fn summary(counts: &TaskCounts) -> String {
 /// The required section depends on the title total, not on the number of
 /// required tasks, because that is what the old app did: with only checked
 /// optional tasks it shows the required heading over an empty table.
+///
+/// Past [`MAX_OUTPUT_LEN`] (thousands of tasks, or a task the length of a
+/// book) the tables keep the rows that fit, in order, and a last line says
+/// how many were left out: a shorter table is better than no check at all.
 fn tables(list: &TaskList, counts: &TaskCounts) -> String {
-    let mut text = String::new();
+    let mut sections: Vec<(&str, &[Task])> = Vec::new();
     if counts.total > 0 {
-        text.push_str(&table_section("Required Tasks", &list.required));
+        sections.push(("Required Tasks", &list.required));
     }
     if counts.optional_total > 0 {
-        text.push_str(&table_section("Optional Tasks", &list.optional));
+        sections.push(("Optional Tasks", &list.optional));
     }
+    let text: String = sections
+        .iter()
+        .map(|(heading, tasks)| table_section(heading, tasks))
+        .collect();
+    if text.len() <= MAX_OUTPUT_LEN {
+        return text;
+    }
+    cut_tables(&sections)
+}
+
+/// The tables of `sections` with only the rows that fit in
+/// [`MAX_OUTPUT_LEN`], whole rows only, and a note counting the others.
+fn cut_tables(sections: &[(&str, &[Task])]) -> String {
+    let budget = MAX_OUTPUT_LEN - CUT_NOTE_RESERVE;
+    let mut text = String::new();
+    let mut left_out = 0;
+    for (heading, tasks) in sections {
+        let header = table_header(heading);
+        if text.len() + header.len() + 1 > budget {
+            left_out += tasks.len();
+            continue;
+        }
+        let mut rows: Vec<String> = Vec::new();
+        let mut length = text.len() + header.len() + 1;
+        for (index, task) in tasks.iter().enumerate() {
+            let row = table_row(task);
+            if length + row.len() + 1 > budget {
+                left_out += tasks.len() - index;
+                break;
+            }
+            length += row.len() + 1;
+            rows.push(row);
+        }
+        text.push_str(&header);
+        text.push_str(&rows.join("\n"));
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "\n_{left_out} more {} not listed: a check run's text holds at most {MAX_OUTPUT_LEN} characters._\n",
+        if left_out == 1 { "task is" } else { "tasks are" }
+    ));
     text
 }
 
@@ -463,10 +517,11 @@ fn tables(list: &TaskList, counts: &TaskCounts) -> String {
 /// joined by newlines.
 fn table_section(heading: &str, tasks: &[Task]) -> String {
     let rows: Vec<String> = tasks.iter().map(table_row).collect();
-    format!(
-        "\n## {heading}\n| Task | Status |\n| ---- | ------ |\n{}\n",
-        rows.join("\n")
-    )
+    format!("{}{}\n", table_header(heading), rows.join("\n"))
+}
+
+fn table_header(heading: &str) -> String {
+    format!("\n## {heading}\n| Task | Status |\n| ---- | ------ |\n")
 }
 
 fn table_row(task: &Task) -> String {
@@ -501,6 +556,7 @@ fn escape_table_cell(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pulldown_cmark::TagEnd;
 
     fn task(text: &str, checked: bool) -> Task {
         Task {
@@ -1026,15 +1082,18 @@ mod tests {
     /// The plain text of each cell of each table row in `markdown`.
     fn table_rows(markdown: &str) -> Vec<Vec<String>> {
         let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut in_cell = false;
         for event in Parser::new_ext(markdown, Options::ENABLE_TABLES) {
             match event {
                 Event::Start(Tag::TableHead | Tag::TableRow) => rows.push(Vec::new()),
                 Event::Start(Tag::TableCell) => {
+                    in_cell = true;
                     if let Some(row) = rows.last_mut() {
                         row.push(String::new());
                     }
                 }
-                Event::Text(text) | Event::Code(text) => {
+                Event::End(TagEnd::TableCell) => in_cell = false,
+                Event::Text(text) | Event::Code(text) if in_cell => {
                     if let Some(cell) = rows.last_mut().and_then(|row| row.last_mut()) {
                         cell.push_str(&text);
                     }
@@ -1191,6 +1250,63 @@ mod tests {
         let deep = TaskList::parse(&nested_list(100));
         assert_eq!(deep.required.len(), 100);
         assert_eq!(deep.required[99], task("level 99", false));
+    }
+
+    /// The limit `fuzz/fuzz_targets/tasklist.rs` checks: ten thousand
+    /// tasks made a text GitHub refuses, so the check was never written.
+    #[test]
+    fn the_text_stays_within_githubs_limit_and_says_what_it_left_out() {
+        let list = TaskList::parse(&"- [ ] a task\n".repeat(10_000));
+        let output = list.render();
+        assert_eq!(output.title, "0 / 10000 tasks completed");
+        assert!(output.text.len() <= MAX_OUTPUT_LEN, "{}", output.text.len());
+        let rows = table_rows(&output.text);
+        let shown = rows.len() - 1;
+        assert!(shown > 1000, "{shown} rows");
+        assert!(rows[1..].iter().all(|row| row == &["a task", "Incomplete"]));
+        assert!(
+            output.text.ends_with(&format!(
+                "\n\n_{} more tasks are not listed: a check run's text holds at most 65535 characters._\n",
+                10_000 - shown
+            )),
+            "{}",
+            &output.text[output.text.len() - 200..]
+        );
+        assert!(output.summary.len() <= MAX_OUTPUT_LEN);
+    }
+
+    #[test]
+    fn a_task_too_long_for_the_text_is_left_out_whole() {
+        let huge = "x".repeat(MAX_OUTPUT_LEN);
+        let list = TaskList::parse(&format!(
+            "- [x] short\n- [ ] {huge}\n- [ ] OPTIONAL: later\n"
+        ));
+        let text = list.render().text;
+        assert!(text.len() <= MAX_OUTPUT_LEN);
+        assert!(!text.contains(&huge[..100]));
+        assert!(text.contains("| short | Completed |"), "{text}");
+        assert!(
+            text.contains("| OPTIONAL: later | **Incomplete** |"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "_1 more task is not listed: a check run's text holds at most 65535 characters._\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_text_just_within_the_limit_is_left_whole() {
+        // One row is "| t | **Incomplete** |" plus a newline: 23 bytes.
+        let header = "\n## Required Tasks\n| Task | Status |\n| ---- | ------ |\n".len();
+        let rows = (MAX_OUTPUT_LEN - header) / 23;
+        let list = TaskList::parse(&"- [ ] t\n".repeat(rows));
+        let text = list.render().text;
+        assert!(text.len() <= MAX_OUTPUT_LEN);
+        assert!(!text.contains("not listed"));
+        assert_eq!(table_rows(&text).len(), rows + 1);
     }
 
     #[test]
