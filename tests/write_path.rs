@@ -40,7 +40,6 @@ async fn the_webhook_answer_does_not_wait_for_the_write_queue() {
     })
     .await;
     seed(&bot.github, 1, "octo/a", 1..=5);
-    let started = Instant::now();
     for number in 1..=5 {
         let answer = bot
             .send(&webhooks::pull_request_opened(
@@ -50,15 +49,9 @@ async fn the_webhook_answer_does_not_wait_for_the_write_queue() {
             ))
             .await;
         assert_eq!(answer.status, 202);
-        assert!(
-            answer.took < Duration::from_millis(500),
-            "answered in {:?}",
-            answer.took
-        );
     }
-    let answered_all = started.elapsed();
-    // At 0.5 writes/s, five writes need eight seconds; all were answered long before.
-    assert!(answered_all < Duration::from_secs(2), "{answered_all:?}");
+    // At 0.5 writes/s the five writes take eight seconds whatever the load
+    // on the machine; every delivery was answered before they were done.
     assert!(bot.github.check_runs("octo/a").len() < 5);
     bot.check_runs_arrived("octo/a", 5).await;
 }
@@ -109,9 +102,18 @@ async fn a_busy_installation_does_not_delay_another() {
         .await;
     bot.check_runs_arrived("quiet/repo", 1).await;
     let quiet_write = bot.github.check_runs("quiet/repo")[0].received_at;
+    // Waiting behind the busy installation's pace (1/s) would put the quiet
+    // write after the busy ones still queued; a slot that came due at that
+    // very moment may slip in first, no more.
+    let busy_in_between = bot
+        .github
+        .check_runs("busy/repo")
+        .iter()
+        .filter(|run| run.received_at > sent_quiet && run.received_at < quiet_write)
+        .count();
     assert!(
-        quiet_write - sent_quiet < Duration::from_millis(700),
-        "the quiet installation waited {:?}",
+        busy_in_between <= 1,
+        "the quiet installation waited for {busy_in_between} busy writes ({:?})",
         quiet_write - sent_quiet
     );
     assert!(
@@ -243,8 +245,10 @@ async fn an_expired_token_is_replaced_and_the_request_retried() {
 
 #[tokio::test]
 async fn server_errors_and_timeouts_are_retried() {
+    // The timeout leaves every ordinary request room on a busy machine; the
+    // slow answer outlasts it by far.
     let bot = TestBot::start_with(Options {
-        request_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(2),
         ..Options::default()
     })
     .await;
@@ -253,7 +257,7 @@ async fn server_errors_and_timeouts_are_retried() {
         .inject(Endpoint::GetPull, Fault::ServerError(502), 2);
     bot.github.inject(
         Endpoint::CreateCheckRun,
-        Fault::Slow(Duration::from_secs(2)),
+        Fault::Slow(Duration::from_secs(6)),
         1,
     );
     bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
@@ -353,7 +357,6 @@ async fn workers_sharing_a_store_split_the_writes() {
     let first = start(github.clone()).await;
     let second = start(github.clone()).await;
     // Every delivery goes to the first worker.
-    let started = Instant::now();
     for number in 1..=6 {
         assert_eq!(
             first
@@ -364,7 +367,6 @@ async fn workers_sharing_a_store_split_the_writes() {
         );
     }
     first.check_runs_arrived("octo/a", 6).await;
-    let took = started.elapsed();
     let writes = |bot: &TestBot| bot.stats.writes.load(std::sync::atomic::Ordering::Relaxed);
     // A worker counts a write once GitHub's answer is back, a moment after
     // the fake recorded the check run.
@@ -389,8 +391,15 @@ async fn workers_sharing_a_store_split_the_writes() {
         6,
         "no pull request written twice"
     );
-    // Two workers at 1/s: six writes in about three seconds, not six.
-    assert!(took < Duration::from_millis(4500), "{took:?}");
+    // Each worker paces its own writes (1/s), so a fair split is what makes
+    // two workers write twice as fast; elapsed time would only measure the
+    // machine's load.
+    assert!(
+        writes(&first) >= 2,
+        "the accepting worker wrote too: {} + {}",
+        writes(&first),
+        writes(&second)
+    );
     first.shutdown().await;
     second.shutdown().await;
     assert_eq!(
