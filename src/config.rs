@@ -59,6 +59,10 @@ pub struct Settings {
     /// trace, debug, info, warn, error or fatal.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Log lines on standard error: pretty (for people; short is the same)
+    /// or json (one JSON object a line). The journal always gets its own fields.
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    pub log_format: String,
     /// GitHub Enterprise host (`host[:port]`); the API is then {protocol}://{host}/api/v3.
     #[arg(long, env = "GHE_HOST")]
     pub ghe_host: Option<String>,
@@ -144,6 +148,7 @@ pub struct Config {
     pub host: Option<String>,
     pub port: u16,
     pub log_level: tracing::Level,
+    pub log_format: LogFormat,
     /// Base of the REST API, without a trailing slash.
     pub github_api_url: String,
     /// Writes per second per installation.
@@ -198,6 +203,16 @@ impl Default for ServerLimits {
             body_budget: 64 * 1024 * 1024,
         }
     }
+}
+
+/// How log lines are written to standard error (Probot's `LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line per event for people to read (`pretty`, or `short` as older
+    /// Probot versions called it).
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// Where files handed over by the service manager live (systemd's
@@ -266,6 +281,7 @@ impl Config {
             host: settings.host.clone().filter(|h| !h.trim().is_empty()),
             port,
             log_level: parse_log_level(&settings.log_level)?,
+            log_format: parse_log_format(&settings.log_format)?,
             github_api_url: github_api_url(settings)?,
             write_rate,
             ignored_bots: settings
@@ -464,6 +480,17 @@ fn parse_log_level(text: &str) -> Result<tracing::Level, ConfigError> {
     }
 }
 
+fn parse_log_format(text: &str) -> Result<LogFormat, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "pretty" | "short" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        other => Err(ConfigError::new(
+            "LOG_FORMAT",
+            format!("{other:?} is not one of pretty, short, json"),
+        )),
+    }
+}
+
 fn parse_positive_f64(name: &'static str, text: &str) -> Result<f64, ConfigError> {
     text.trim()
         .parse::<f64>()
@@ -579,6 +606,7 @@ impl Settings {
             webhook_path: "/".into(),
             port: "3000".into(),
             log_level: "info".into(),
+            log_format: "pretty".into(),
             ghe_protocol: "https".into(),
             write_rate: "1".into(),
             ignored_bots: DEFAULT_IGNORED_BOTS.into(),
@@ -728,6 +756,13 @@ mod tests {
                     ..valid()
                 },
                 "LOG_LEVEL",
+            ),
+            (
+                Settings {
+                    log_format: "bunyan".into(),
+                    ..valid()
+                },
+                "LOG_FORMAT",
             ),
             (
                 Settings {

@@ -1,14 +1,15 @@
 //! The `task-list-bot` command: parses arguments, sets up logging, takes the
 //! listener and hands everything to the library.
 
+mod man;
 mod systemd;
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use task_list_bot::config::{Config, CredentialFiles, SECRET_VARIABLES, Settings};
+use clap::{FromArgMatches as _, Parser, Subcommand};
+use task_list_bot::config::{Config, CredentialFiles, LogFormat, SECRET_VARIABLES, Settings};
 use task_list_bot::server::{self, Bot};
 use task_list_bot::tasklist::TaskList;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -52,13 +53,16 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         since_hours: u64,
     },
-    /// Print the man page (roff) to standard output.
+    /// Print this manual page (roff) to standard output.
     #[command(hide = true)]
     Man,
     /// Run as a systemd generator: write bot.target's wants for WEB_CONCURRENCY workers.
     Generator {
+        /// Where the generated units go (systemd passes /run/systemd/generator).
         normal_dir: PathBuf,
+        /// Passed by systemd; not used.
         early_dir: Option<PathBuf>,
+        /// Passed by systemd; not used.
         late_dir: Option<PathBuf>,
     },
 }
@@ -71,7 +75,7 @@ fn main() -> ExitCode {
     // A .env in the working directory fills in what the environment lacks,
     // as Probot does.
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|error| error.exit());
     match cli.command {
         Command::Serve(settings) => serve(*settings),
         Command::Tasks { file, json } => tasks(file.as_deref(), json),
@@ -82,6 +86,43 @@ fn main() -> ExitCode {
         } => redeliver(*settings, since_hours),
         Command::Man => man_page(),
     }
+}
+
+/// The settings `redeliver` reads; it accepts the others (it shares the
+/// workers' environment file) but does not list them.
+const REDELIVER_SETTINGS: [&str; 9] = [
+    "app_id",
+    "private_key",
+    "private_key_path",
+    "ghe_host",
+    "ghe_protocol",
+    "request_timeout",
+    "state_directory",
+    "log_level",
+    "log_format",
+];
+
+/// The command line as `--help` and the man page show it: each subcommand
+/// lists only the options it uses, and an environment hint names the
+/// variable without echoing its value (`[env: APP_ID]`, never `APP_ID=`).
+fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    let settings: Vec<String> =
+        <Settings as clap::Args>::augment_args(clap::Command::new("settings"))
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+    Cli::command().mut_subcommands(|mut subcommand| {
+        if subcommand.get_name() == "redeliver" {
+            for id in settings
+                .iter()
+                .filter(|id| !REDELIVER_SETTINGS.contains(&id.as_str()))
+            {
+                subcommand = subcommand.mut_arg(id, |arg| arg.hide(true));
+            }
+        }
+        subcommand.mut_args(|arg| arg.hide_env_values(true))
+    })
 }
 
 fn invoked_as_generator() -> bool {
@@ -173,6 +214,7 @@ async fn run(
     let worker = config.worker.clone();
     // What a stop may take: the connections' grace, then the drain.
     let stop_time = server::STOP_GRACE + server::HANDLER_PATIENCE + config.drain_timeout;
+    let webhook_path = config.webhook_path.clone();
     let shutdown = shutdown_signal(stop_time)?;
     let bot = Bot::new(config)?;
     let store = bot.pending();
@@ -180,6 +222,7 @@ async fn run(
     systemd::spawn_status(bot.stats(), bot.liveness());
     #[cfg(feature = "fault-injection")]
     systemd::spawn_test_fault(RUNTIME_THREADS);
+    warn_if_webhook_proxy_set(address.port(), &webhook_path);
     tracing::info!(
         %address,
         from_systemd,
@@ -194,6 +237,20 @@ async fn run(
     // with restarts.
     store.release().await;
     outcome
+}
+
+/// Probot forwards deliveries from a smee.io channel when
+/// `WEBHOOK_PROXY_URL` is set; this bot does not, so an operator who
+/// relies on it would see deliveries vanish without a word. Said once, at
+/// start-up; the URL is not logged (whoever knows it can read the channel).
+fn warn_if_webhook_proxy_set(port: u16, webhook_path: &str) {
+    if std::env::var_os("WEBHOOK_PROXY_URL").is_some_and(|url| !url.is_empty()) {
+        tracing::warn!(
+            "WEBHOOK_PROXY_URL is set but ignored: task-list-bot does not read a webhook proxy channel. \
+             Forward the channel to it with smee-client: \
+             npx smee-client --url \"$WEBHOOK_PROXY_URL\" --target http://127.0.0.1:{port}{webhook_path}"
+        );
+    }
 }
 
 /// A future that resolves on SIGTERM or SIGINT, after telling systemd we
@@ -296,9 +353,7 @@ async fn redeliver_once(
 }
 
 fn man_page() -> ExitCode {
-    use clap::CommandFactory as _;
-    let page = clap_mangen::Man::new(Cli::command());
-    match page.render(&mut std::io::stdout()) {
+    match man::render(command(), &mut std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("task-list-bot man: {error}");
@@ -329,6 +384,10 @@ fn default_state_directory() -> Option<PathBuf> {
     Some(base.join("task-list-bot"))
 }
 
+/// Logs go to the journal with native fields when stderr is the journal;
+/// otherwise to stderr as `LOG_FORMAT` says, coloured only on a terminal
+/// and never when `NO_COLOR` is set (no-color.org), so that files and
+/// pipes get plain text.
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::new(format!(
         "warn,task_list_bot={}",
@@ -350,13 +409,28 @@ fn init_logging(config: &Config) {
             }
         }
     }
-    registry
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false),
-        )
-        .init();
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match config.log_format {
+        LogFormat::Pretty => registry.with(lines.with_ansi(use_colour())).init(),
+        LogFormat::Json => registry
+            .with(
+                lines
+                    .with_ansi(false)
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
+            )
+            .init(),
+    }
+}
+
+/// Colour only for a person at a terminal who has not asked for none.
+fn use_colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    std::io::stderr().is_terminal() && !no_color
 }
 
 fn tasks(file: Option<&Path>, json: bool) -> ExitCode {

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::bot::{SECRET, TestBot};
+use support::bot::{PATIENCE, SECRET, TestBot};
 use support::fake_github::PullRequest;
 use support::webhooks;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,11 +18,13 @@ async fn a_connection_accepted_before_the_stop_still_gets_its_answer() {
         .upsert_pull("octo/a", PullRequest::new(1).body("- [ ] a"));
     let webhook = webhooks::pull_request_opened(&bot.github, "octo/a", 1);
 
-    // Connected (and so accepted), but the request is not sent yet.
+    // Connected, but the request is not sent yet.
     let mut connection = tokio::net::TcpStream::connect(bot.address).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Connections are accepted in the order they arrived: once a later one
+    // is answered, this one has been accepted too.
+    let mut probe = answered_probe(&bot).await;
     bot.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_seen(&mut probe).await;
 
     let body = webhook.body();
     let mut request = format!(
@@ -57,8 +59,9 @@ async fn a_connection_accepted_before_the_stop_still_gets_its_answer() {
 async fn a_stopping_worker_accepts_no_new_connection() {
     let mut bot = TestBot::start().await;
     let address = bot.address;
+    let mut probe = answered_probe(&bot).await;
     bot.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop_seen(&mut probe).await;
     // The listener is not accepting: the connection is not served (a shared
     // socket would hand it to another worker).
     let outcome = tokio::time::timeout(Duration::from_millis(500), async {
@@ -175,4 +178,35 @@ async fn a_stopping_worker_of_a_shared_store_leaves_unclaimed_work_to_others() {
     second.check_runs_arrived("octo/a", 6).await;
     second.shutdown().await;
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A keep-alive connection whose first request has been answered.
+async fn answered_probe(bot: &TestBot) -> tokio::net::TcpStream {
+    let mut probe = tokio::net::TcpStream::connect(bot.address).await.unwrap();
+    probe
+        .write_all(b"GET /ping HTTP/1.1\r\nhost: bot\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 256];
+    tokio::time::timeout(PATIENCE, async {
+        while !answer.ends_with(b"PONG") {
+            let n = probe.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the probe was closed: {answer:?}");
+            answer.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("the probe is answered");
+    probe
+}
+
+/// Waits until the stopping worker closes the idle `probe`, which it does
+/// once the stop has reached its connections.
+async fn stop_seen(probe: &mut tokio::net::TcpStream) {
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(PATIENCE, probe.read(&mut buffer))
+        .await
+        .expect("the stopping worker closes idle connections");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
