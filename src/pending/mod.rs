@@ -69,6 +69,10 @@ pub struct Claim {
     pub delivery_id: String,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// When the oldest delivery this claim answers was recorded: the first
+    /// one while the item waited, or the first one that arrived during the
+    /// previous claim. The lag from delivery to written check counts from it.
+    pub received_at: SystemTime,
 }
 
 /// Whether `add` made a new entry, joined an existing one, or saw a
@@ -132,6 +136,9 @@ pub trait PendingSet: Send + Sync + 'static {
     /// Items waiting or being worked on.
     fn len(&self) -> usize;
 
+    /// When the oldest delivery still waiting for its check was recorded.
+    fn oldest_received(&self) -> Option<SystemTime>;
+
     /// Whether other processes work on this set too (and so keep what this
     /// process leaves behind).
     fn is_shared(&self) -> bool;
@@ -147,6 +154,8 @@ struct Entry {
     sequence: u64,
     delivery_id: String,
     attempts: u32,
+    /// See [`Claim::received_at`].
+    received_at: SystemTime,
     state: EntryState,
 }
 
@@ -208,6 +217,11 @@ impl PendingSet for MemoryPendingSet {
         if let Some(entry) = inner.entries.get_mut(&item) {
             entry.delivery_id = delivery_id.to_owned();
             if let EntryState::Claimed { added_again } = &mut entry.state {
+                if !*added_again {
+                    // The claimer answers older deliveries; this one waits
+                    // for the next turn.
+                    entry.received_at = now;
+                }
                 *added_again = true;
             }
             return Ok(Added::Coalesced);
@@ -223,6 +237,7 @@ impl PendingSet for MemoryPendingSet {
                 sequence,
                 delivery_id: delivery_id.to_owned(),
                 attempts: 0,
+                received_at: now,
                 state: EntryState::Waiting { not_before: None },
             },
         );
@@ -286,6 +301,7 @@ impl PendingSet for MemoryPendingSet {
             item,
             delivery_id: entry.delivery_id.clone(),
             attempts: entry.attempts,
+            received_at: entry.received_at,
         }))
     }
 
@@ -355,6 +371,14 @@ impl PendingSet for MemoryPendingSet {
 
     fn len(&self) -> usize {
         self.lock().entries.len()
+    }
+
+    fn oldest_received(&self) -> Option<SystemTime> {
+        self.lock()
+            .entries
+            .values()
+            .map(|entry| entry.received_at)
+            .min()
     }
 
     fn is_shared(&self) -> bool {
@@ -452,5 +476,32 @@ mod tests {
         assert_eq!(set.next_retry(), Some(later));
         let retried = set.claim(InstallationId(1), later).unwrap().unwrap();
         assert_eq!(retried.attempts, 1);
+    }
+
+    #[test]
+    fn a_claim_counts_from_the_oldest_delivery_it_answers() {
+        let set = MemoryPendingSet::new();
+        set.add(pull(1, 7), "d1").unwrap();
+        let first_seen = set.oldest_received().expect("one item waits");
+        std::thread::sleep(Duration::from_millis(5));
+        set.add(pull(1, 7), "d2").unwrap();
+        let claim = set
+            .claim(InstallationId(1), SystemTime::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(claim.received_at, first_seen, "coalescing keeps the first");
+        std::thread::sleep(Duration::from_millis(5));
+        set.add(pull(1, 7), "d3").unwrap();
+        let during_claim = set.oldest_received().unwrap();
+        assert!(during_claim > first_seen, "the next turn answers d3");
+        set.add(pull(1, 7), "d4").unwrap();
+        set.done(&claim).unwrap();
+        let again = set
+            .claim(InstallationId(1), SystemTime::now() + RECHECK_DELAY)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.received_at, during_claim);
+        set.done(&again).unwrap();
+        assert_eq!(set.oldest_received(), None);
     }
 }

@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS pending (
     not_before   INTEGER,            -- unix ms; NULL means now
     claimed_by   TEXT,               -- owner of the claim, NULL when waiting
     added_again  INTEGER NOT NULL DEFAULT 0,
+    received_ms  INTEGER,            -- unix ms of the oldest delivery not yet answered
     UNIQUE (installation, repo, kind, target)
 );
 CREATE INDEX IF NOT EXISTS pending_ready ON pending (installation, claimed_by, sequence);
@@ -143,6 +144,8 @@ impl SqlitePendingSet {
             .context("setting the cache size")?;
         retry_while_locked(|| connection.execute_batch(SCHEMA))
             .with_context(|| format!("creating tables in {}", path.display()))?;
+        retry_while_locked(|| add_received_column(&connection))
+            .with_context(|| format!("adding received_ms to {}", path.display()))?;
 
         let owner = owner_name();
         let owners_dir = state_dir.join("owners");
@@ -281,9 +284,9 @@ impl PendingSet for SqlitePendingSet {
             }
             let inserted = transaction
                 .execute(
-                    "INSERT OR IGNORE INTO pending (installation, repo, kind, target, delivery_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![installation, repo, kind, target, delivery_id],
+                    "INSERT OR IGNORE INTO pending (installation, repo, kind, target, delivery_id, received_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![installation, repo, kind, target, delivery_id, now],
                 )
                 .map_err(store_error)?;
             let added = if inserted == 1 {
@@ -292,9 +295,11 @@ impl PendingSet for SqlitePendingSet {
                 transaction
                     .execute(
                         "UPDATE pending SET delivery_id = ?5,
-                             added_again = CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END
+                             added_again = CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END,
+                             received_ms = CASE WHEN claimed_by IS NULL OR added_again = 1
+                                 THEN received_ms ELSE ?6 END
                          WHERE installation = ?1 AND repo = ?2 AND kind = ?3 AND target = ?4",
-                        params![installation, repo, kind, target, delivery_id],
+                        params![installation, repo, kind, target, delivery_id, now],
                     )
                     .map_err(store_error)?;
                 Added::Coalesced
@@ -371,7 +376,7 @@ impl PendingSet for SqlitePendingSet {
         }
         let row = transaction
             .query_row(
-                "SELECT sequence, repo, kind, target, delivery_id, attempts FROM pending
+                "SELECT sequence, repo, kind, target, delivery_id, attempts, coalesce(received_ms, ?2) FROM pending
                  WHERE installation = ?1 AND claimed_by IS NULL AND (not_before IS NULL OR not_before <= ?2)
                  ORDER BY sequence LIMIT 1",
                 params![installation.0 as i64, now],
@@ -383,12 +388,13 @@ impl PendingSet for SqlitePendingSet {
                         row.get::<_, String>(3)?,
                         row.get::<_, String>(4)?,
                         row.get::<_, u32>(5)?,
+                        row.get::<_, i64>(6)?,
                     ))
                 },
             )
             .optional()
             .map_err(store_error)?;
-        let Some((sequence, repo, kind, target, delivery_id, attempts)) = row else {
+        let Some((sequence, repo, kind, target, delivery_id, attempts, received_ms)) = row else {
             return Ok(None);
         };
         transaction
@@ -403,6 +409,7 @@ impl PendingSet for SqlitePendingSet {
             item,
             delivery_id,
             attempts,
+            received_at: from_millis(received_ms),
         }))
     }
 
@@ -514,6 +521,41 @@ impl PendingSet for SqlitePendingSet {
             })
             .map(|n| n as usize)
             .unwrap_or(0)
+    }
+
+    fn oldest_received(&self) -> Option<SystemTime> {
+        let connection = self.connection();
+        connection
+            .query_row("SELECT min(received_ms) FROM pending", [], |row| {
+                row.get::<_, Option<i64>>(0)
+            })
+            .ok()
+            .flatten()
+            .map(from_millis)
+    }
+}
+
+/// Stores created before `received_ms` existed get the column; inside a
+/// write transaction, so that workers opening the store together add it once.
+fn add_received_column(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let outcome = (|| {
+        let present: bool = connection.query_row(
+            "SELECT count(*) FROM pragma_table_info('pending') WHERE name = 'received_ms'",
+            [],
+            |row| row.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !present {
+            connection.execute_batch("ALTER TABLE pending ADD COLUMN received_ms INTEGER")?;
+        }
+        Ok(())
+    })();
+    match outcome {
+        Ok(()) => connection.execute_batch("COMMIT"),
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(error)
+        }
     }
 }
 
@@ -731,6 +773,71 @@ mod tests {
             .await
             .expect("woken");
         assert!(started.elapsed() < Duration::from_millis(100));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_claim_counts_from_the_oldest_delivery_it_answers() {
+        let dir = temp_dir("received");
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        store.add(pull(1, 7), "d1").unwrap();
+        let first_seen = store.oldest_received().expect("one item waits");
+        std::thread::sleep(Duration::from_millis(5));
+        store.add(pull(1, 7), "d2").unwrap();
+        let claim = store
+            .claim(InstallationId(1), SystemTime::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(claim.received_at, first_seen, "coalescing keeps the first");
+        std::thread::sleep(Duration::from_millis(5));
+        store.add(pull(1, 7), "d3").unwrap();
+        let during_claim = store.oldest_received().unwrap();
+        assert!(during_claim > first_seen, "the next turn answers d3");
+        store.add(pull(1, 7), "d4").unwrap();
+        store.done(&claim).unwrap();
+        let again = store
+            .claim(InstallationId(1), SystemTime::now() + RECHECK_DELAY)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.received_at, during_claim);
+        store.done(&again).unwrap();
+        assert_eq!(store.oldest_received(), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_from_before_received_ms_gets_the_column() {
+        let dir = temp_dir("migrate");
+        {
+            let connection = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+            connection
+                .execute_batch(&SCHEMA.replace(
+                    "received_ms  INTEGER,            -- unix ms of the oldest delivery not yet answered\n",
+                    "",
+                ))
+                .unwrap();
+            connection
+                .execute(
+                    "INSERT INTO pending (installation, repo, kind, target, delivery_id)
+                     VALUES (1, 'octo/repo', 'pull_request', '3', 'old')",
+                    [],
+                )
+                .unwrap();
+        }
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let before = SystemTime::now() - Duration::from_millis(1);
+        let claim = store
+            .claim(InstallationId(1), SystemTime::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(claim.delivery_id, "old");
+        assert!(
+            claim.received_at >= before,
+            "unknown arrival counts from the claim"
+        );
+        store.done(&claim).unwrap();
+        drop(store);
+        SqlitePendingSet::open(&dir).expect("reopens once migrated");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
