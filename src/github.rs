@@ -112,6 +112,18 @@ impl GitHubError {
         }
     }
 
+    /// The kind of failure, for metrics: a closed set of names.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            GitHubError::RateLimited { .. } => "rate_limited",
+            GitHubError::Status { status: 401, .. } => "unauthorized",
+            GitHubError::Status { status, .. } if *status >= 500 => "server_error",
+            GitHubError::Status { .. } => "client_error",
+            GitHubError::Unreachable { .. } => "unreachable",
+            GitHubError::Decode { .. } => "bad_answer",
+        }
+    }
+
     /// Whether a later try could succeed: a 404 or 422 will not get better.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -325,8 +337,15 @@ impl Requester {
     ) -> Result<Answer, GitHubError> {
         let mut retry = 0;
         loop {
+            let started = std::time::Instant::now();
             let outcome =
                 tokio::time::timeout(self.policy.timeout, self.attempt(&method, path, body)).await;
+            crate::metrics::github_request(
+                &method,
+                path,
+                request_status(&outcome),
+                started.elapsed(),
+            );
             let failure = match outcome {
                 Ok(Ok(answer)) if answer.status.is_success() => return Ok(answer),
                 Ok(Ok(answer)) => {
@@ -416,6 +435,15 @@ impl Requester {
 
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitHubError> {
         self.send(Method::GET, path, None).await?.json(path)
+    }
+}
+
+fn request_status<E>(outcome: &Result<Result<Answer, String>, E>) -> crate::metrics::RequestStatus {
+    use crate::metrics::RequestStatus;
+    match outcome {
+        Ok(Ok(answer)) => RequestStatus::Answered(answer.status.as_u16()),
+        Ok(Err(_)) => RequestStatus::Unreachable,
+        Err(_) => RequestStatus::Timeout,
     }
 }
 

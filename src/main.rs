@@ -169,11 +169,13 @@ async fn run(
     let worker = config.worker.clone();
     let shutdown = shutdown_signal()?;
     let bot = Bot::new(config)?;
+    let metrics = bot.metrics_address();
     systemd::spawn_watchdog();
     systemd::spawn_status(bot.stats(), bot.pending());
     systemd::spawn_test_fault(RUNTIME_THREADS);
     tracing::info!(
         %address,
+        metrics = metrics.map(|a| format!("http://{a}/metrics")),
         from_systemd,
         dry_run,
         worker,

@@ -16,6 +16,7 @@ use sha2::Sha256;
 
 use crate::check::{CheckRunRequest, TaskSources};
 use crate::event::{Event, PayloadSnapshot};
+use crate::metrics::{self, DeliveryOutcome};
 use crate::pending::{Added, WorkItem};
 use crate::server::AppState;
 
@@ -50,6 +51,20 @@ impl Rejection {
             Rejection::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::BadSignature => StatusCode::UNAUTHORIZED,
             Rejection::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// How the metrics count this rejection.
+    fn outcome(&self) -> DeliveryOutcome {
+        match self {
+            Rejection::MissingHeader(_) => DeliveryOutcome::Rejected("missing_header"),
+            Rejection::UnsupportedContentType(_) => {
+                DeliveryOutcome::Rejected("unsupported_content_type")
+            }
+            Rejection::BadSignature => DeliveryOutcome::Rejected("bad_signature"),
+            Rejection::MalformedJson(_) => DeliveryOutcome::Rejected("malformed_json"),
+            Rejection::MalformedPayload(_) => DeliveryOutcome::Rejected("malformed_payload"),
+            Rejection::StoreUnavailable(_) => DeliveryOutcome::StoreError,
         }
     }
 }
@@ -140,14 +155,19 @@ pub fn signature_matches(secret: &[u8], body: &[u8], header: &str) -> bool {
 
 /// `POST {WEBHOOK_PATH}`.
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let event = headers
+        .get("x-github-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let outcome = match accept(&state, &headers, &body) {
         Ok(Accepted::Answered(response)) => Ok(response),
-        Ok(Accepted::Record(item, delivery_id)) => record(&state, item, delivery_id).await,
+        Ok(Accepted::Record(item, delivery_id)) => record(&state, item, delivery_id, event).await,
         Err(rejection) => Err(rejection),
     };
     match outcome {
         Ok(response) => response,
         Err(rejection) => {
+            metrics::delivery(event, rejection.outcome());
             tracing::warn!(
                 delivery_id = headers.get("x-github-delivery").and_then(|v| v.to_str().ok()).unwrap_or("-"),
                 event = headers.get("x-github-event").and_then(|v| v.to_str().ok()).unwrap_or("-"),
@@ -183,18 +203,21 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted
 
     let item = match event {
         Event::Ignored { reason } => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::Ignored);
             tracing::debug!(delivery_id = %delivery.id, event = %delivery.event, %reason, "ignored");
             return Ok(Accepted::Answered(
                 (StatusCode::OK, "ignored\n").into_response(),
             ));
         }
         Event::PullRequestChanged { snapshot, pull } if state.config.dry_run => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::DryRun);
             dry_run(state, &delivery, &pull.to_string(), &snapshot);
             return Ok(Accepted::Answered(
                 (StatusCode::OK, "dry run\n").into_response(),
             ));
         }
         Event::MergeGroupChecksRequested { head_sha, .. } if state.config.dry_run => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::DryRun);
             let request = CheckRunRequest::merge_group(&head_sha, chrono::Utc::now());
             log_dry_run(&delivery, "merge group", &request);
             return Ok(Accepted::Answered(
@@ -222,6 +245,7 @@ async fn record(
     state: &AppState,
     item: WorkItem,
     delivery_id: String,
+    event: &str,
 ) -> Result<Response, Rejection> {
     let pending = std::sync::Arc::clone(&state.pending);
     let id = delivery_id.clone();
@@ -229,6 +253,7 @@ async fn record(
         .await
         .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?
         .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?;
+    metrics::delivery(event, added.into());
     match added {
         Added::New => {}
         Added::Coalesced => tracing::debug!(delivery_id, "joined work already pending"),

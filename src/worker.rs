@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::check::{CHECK_NAME, CheckRunRequest, TaskSources};
 use crate::github::{GitHub, GitHubError, InstallationClient, InstallationId};
+use crate::metrics::{self, CheckRunOutcome};
 use crate::pending::{Claim, PendingSet, WorkItem};
 
 /// Failed attempts after which an item is dropped (and logged).
@@ -245,6 +246,7 @@ impl Worker {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, installation_id = installation.0, "no client for installation");
+                metrics::check_run(CheckRunOutcome::Dropped("no_client"));
                 return self.finish(&claim);
             }
         };
@@ -271,6 +273,7 @@ impl Worker {
         };
         let state = client.pull_request_state(&pull.repo, pull.number).await?;
         if !state.pull.is_open() {
+            metrics::check_run(CheckRunOutcome::Closed);
             tracing::debug!(
                 delivery_id = %claim.delivery_id,
                 installation_id = pull.installation.0,
@@ -292,6 +295,7 @@ impl Worker {
             .await?;
         if latest.is_some_and(|existing| request.says_the_same_as(&existing)) {
             self.stats.skipped_unchanged.fetch_add(1, Ordering::Relaxed);
+            metrics::check_run(CheckRunOutcome::Unchanged);
             tracing::debug!(
                 delivery_id = %claim.delivery_id,
                 installation_id = pull.installation.0,
@@ -323,6 +327,7 @@ impl Worker {
             .fetch_sub(1, Ordering::Relaxed);
         let created = client.create_check_run(repo, request).await?;
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        metrics::check_run_written(installation, claim.received_at);
         tracing::info!(
             delivery_id = %claim.delivery_id,
             installation_id = installation.0,
@@ -357,6 +362,7 @@ impl Worker {
         );
         if !error.is_transient() || attempts >= MAX_ATTEMPTS {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::check_run(CheckRunOutcome::Dropped(drop_cause(&error)));
             tracing::error!(
                 delivery_id = log_context.0,
                 installation_id = log_context.1,
@@ -372,6 +378,7 @@ impl Worker {
         let retry_at = match &error {
             GitHubError::RateLimited { retry_after, .. } => {
                 let until = now + *retry_after;
+                metrics::rate_limit_pause(*retry_after);
                 if let Err(store_error) = self.pending.pause(installation, until) {
                     tracing::error!(%store_error, "cannot record the pause GitHub asked for");
                 }
@@ -390,6 +397,7 @@ impl Worker {
             %error,
             "check not written yet; will retry"
         );
+        metrics::check_run(CheckRunOutcome::Retried(error.cause()));
         if let Err(store_error) = self.pending.retry_later(claim, retry_at) {
             tracing::error!(%store_error, "cannot reschedule work");
         }
@@ -400,5 +408,15 @@ fn pull_number(item: &WorkItem) -> u64 {
     match item {
         WorkItem::PullRequest(pull) => pull.number.0,
         WorkItem::MergeGroup { .. } => 0,
+    }
+}
+
+/// Why an item was given up on: a failure that retrying cannot fix, or
+/// one that kept happening.
+fn drop_cause(error: &GitHubError) -> &'static str {
+    if error.is_transient() {
+        "attempts_exhausted"
+    } else {
+        error.cause()
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::handler::Handler as _;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::github::{GitHub, RetryPolicy};
+use crate::metrics::{self, Exporter};
 use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet};
 use crate::webhook;
 use crate::worker::{Stats, Worker};
@@ -36,6 +38,8 @@ pub struct AppState {
 pub struct Bot {
     state: AppState,
     worker: Option<Arc<Worker>>,
+    /// This worker's `/metrics` endpoint, bound, when metrics are on.
+    metrics: Option<Exporter>,
 }
 
 impl Bot {
@@ -52,6 +56,8 @@ impl Bot {
     /// Builds the bot around a given pending set.
     pub fn with_pending(config: Config, pending: Arc<dyn PendingSet>) -> crate::Result<Bot> {
         let stats = Arc::new(Stats::default());
+        let metrics = config.metrics.as_ref().map(Exporter::bind).transpose()?;
+        metrics::worker(&config.worker);
         let worker = match &config.app {
             Some(app) => {
                 let github = GitHub::new(
@@ -77,7 +83,13 @@ impl Bot {
                 draining: Arc::default(),
             },
             worker,
+            metrics,
         })
+    }
+
+    /// Where this worker serves its metrics, when it does.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(Exporter::local_addr)
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -95,12 +107,14 @@ impl Bot {
             .route("/ping", get(|| async { "PONG" }))
             .route("/probot", get(info_page))
             .route("/health", get(health));
+        let receive =
+            webhook::receive.layer(axum::middleware::from_fn(metrics::time_acknowledgement));
         let router = if webhook_path == "/" {
-            router.route("/", get(redirect_to_info).post(webhook::receive))
+            router.route("/", get(redirect_to_info).post(receive))
         } else {
             router
                 .route("/", get(redirect_to_info))
-                .route(webhook_path, post(webhook::receive))
+                .route(webhook_path, post(receive))
         };
         router
             .layer(DefaultBodyLimit::max(webhook::MAX_PAYLOAD_BYTES))
@@ -112,10 +126,16 @@ impl Bot {
 /// accepted request is answered and the queue is written or logged.
 pub async fn run(
     listener: TcpListener,
-    bot: Bot,
+    mut bot: Bot,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
     let router = bot.router();
+    // Metrics are served until the drain is over, so that it can be watched.
+    let stop_metrics = CancellationToken::new();
+    let metrics = bot
+        .metrics
+        .take()
+        .map(|exporter| tokio::spawn(exporter.serve(bot.pending(), stop_metrics.clone())));
     let stop_worker = CancellationToken::new();
     let worker = bot.worker.clone().map(|worker| {
         let stop = stop_worker.clone();
@@ -137,6 +157,12 @@ pub async fn run(
         worker
             .await
             .map_err(|e| anyhow::anyhow!("worker task: {e}"))?;
+    }
+    stop_metrics.cancel();
+    if let Some(metrics) = metrics {
+        metrics
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics task: {e}"))??;
     }
     Ok(())
 }
