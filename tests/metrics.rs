@@ -299,6 +299,20 @@ async fn a_delivery_and_its_check_move_the_counters_and_histograms() {
         0.0,
         "every request the bot makes has a template"
     );
+    let dashboard = include_str!("../packaging/grafana-dashboard.json");
+    let mut shown = 0;
+    for (at, _) in dashboard.match_indices("task_list_bot_") {
+        let name: String = dashboard[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            after.families.iter().any(|f| name.starts_with(f.as_str())),
+            "the dashboard shows {name}, which the bot does not export"
+        );
+        shown += 1;
+    }
+    assert!(shown >= 10, "the dashboard shows {shown} metrics");
     assert!(
         after.value(
             "task_list_bot_worker_info",
