@@ -524,6 +524,11 @@ async fn arbitrary_event_names_and_repositories_do_not_grow_the_series() {
         )
         .await;
     }
+    for i in 0..10 {
+        // Paths a sender made up: the router answers 404 and counts nothing.
+        let (status, _, _) = bot.get(&format!("/made-up/path-{i}")).await;
+        assert_eq!(status, 404);
+    }
     let repos: Vec<String> = (0..5).map(|i| format!("someone/repo-{i}")).collect();
     for (i, repo) in repos.iter().enumerate() {
         let number = 100 + i as u64;
@@ -542,6 +547,14 @@ async fn arbitrary_event_names_and_repositories_do_not_grow_the_series() {
         );
     }
     assert!(events.contains("other"));
+    for sample in &after.samples {
+        for value in sample.labels.values() {
+            assert!(
+                !value.contains("made-up") && !value.contains("someone/"),
+                "a sender's text became a label value: {sample:?}"
+            );
+        }
+    }
     assert!(
         after.series(DELIVERIES) <= before.series(DELIVERIES) + 3,
         "{} delivery series after 60 odd deliveries (from {})",

@@ -11,7 +11,8 @@
 # are hardened, WEB_CONCURRENCY workers share one socket, deliveries are spread
 # and processed once, the per-worker write rate adds up, crashed and hung
 # workers come back, a broken worker does not take the socket down, stopping
-# drains queued writes, scaling through the settings file, socket activation.
+# drains queued writes, scaling through the settings file, socket activation,
+# each worker's own metrics endpoint (METRICS_PORT + N).
 #
 # Prints one `ok - …` / `not ok - …` line per check, `# …` diagnostics, and
 # `N passed, M failed` last; exits non-zero on any failure. Needs root,
@@ -59,6 +60,19 @@ pick_ports
 FAKE_T0_MS=$(date +%s%3N)
 start_fake
 stage_fleet "the end-to-end test" 1 4
+# Metrics on: worker N serves METRICS_PORT+N, so the next 8 ports must be
+# free too (the scaling check runs up to 6 workers).
+METRICS_PORT=$(python3 -c '
+import socket
+for base in range(20000, 60000, 10):
+    try:
+        held = []
+        for port in range(base + 1, base + 9):
+            s = socket.socket(); s.bind(("127.0.0.1", port)); held.append(s)
+        print(base); break
+    except OSError:
+        pass')
+echo "METRICS_PORT=$METRICS_PORT" >>"$STAGE/task-list-bot.default"
 boot_container
 install_and_start
 
@@ -147,6 +161,23 @@ ping_health() {
     [[ $pong == PONG && $health == 200 ]]
 }
 check "GET /ping answers PONG and GET /health 200 through the socket" ping_health
+
+metrics_per_worker() {
+    local i port body status
+    for i in 1 2 3 4; do
+        port=$((METRICS_PORT + i))
+        body=$(curl -sS -m 10 "http://127.0.0.1:$port/metrics") || return 1
+        echo "127.0.0.1:$port: $(grep -m1 '^task_list_bot_worker_info' <<<"$body")" | note
+        grep -q "^task_list_bot_worker_info{worker=\"$i\"," <<<"$body" || return 1
+    done
+    # Loopback only, and not through the shared webhook socket.
+    ct ss -ltnH "sport = :$((METRICS_PORT + 1))" | note
+    [[ $(ct ss -ltnH "sport = :$((METRICS_PORT + 1))" | awk '{print $4}') == "127.0.0.1:$((METRICS_PORT + 1))" ]] || return 1
+    status=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "$BOT_URL/metrics")
+    echo "GET /metrics on the webhook port: $status" | note
+    [[ $status == 404 ]]
+}
+check "each worker serves its own /metrics on 127.0.0.1:METRICS_PORT+N, none on the webhook port" metrics_per_worker
 
 # --- 3. deliveries -----------------------------------------------------------
 
