@@ -108,9 +108,27 @@ pub struct Settings {
     /// $XDG_STATE_HOME/task-list-bot, or ~/.local/state/task-list-bot.
     #[arg(long, env = "STATE_DIRECTORY")]
     pub state_directory: Option<PathBuf>,
+    /// Serve Prometheus metrics at /metrics on this port plus the worker's
+    /// number (WORKER=N: METRICS_PORT+N; otherwise METRICS_PORT itself).
+    /// Unset: no metrics endpoint.
+    #[arg(long, env = "METRICS_PORT")]
+    pub metrics_port: Option<String>,
+    /// Address the metrics endpoint binds (loopback unless changed).
+    #[arg(long, env = "METRICS_HOST", default_value = DEFAULT_METRICS_HOST)]
+    pub metrics_host: String,
     /// Make no GitHub calls: compute checks from payloads and log them as JSON.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// The metrics endpoint answers on loopback only unless told otherwise.
+pub const DEFAULT_METRICS_HOST: &str = "127.0.0.1";
+
+/// Where this worker serves its metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsEndpoint {
+    pub host: String,
+    pub port: u16,
 }
 
 /// A setting that stops start-up, with the name the operator knows it by.
@@ -169,6 +187,8 @@ pub struct Config {
     pub worker: String,
     /// Where the durable pending set lives; `None` keeps it in memory.
     pub state_directory: Option<PathBuf>,
+    /// This worker's metrics endpoint; `None`: no metrics served.
+    pub metrics: Option<MetricsEndpoint>,
     pub dry_run: bool,
 }
 
@@ -274,6 +294,12 @@ impl Config {
                 format!("{:?} must start with '/'", settings.webhook_path),
             ));
         }
+        let worker = settings
+            .worker
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| std::process::id().to_string());
+        let metrics = metrics_endpoint(settings, &worker)?;
         Ok(Config {
             app,
             webhook_secret,
@@ -297,12 +323,9 @@ impl Config {
             retry_backoff_cap: RETRY_BACKOFF_CAP,
             min_secondary_pause: MIN_SECONDARY_PAUSE,
             limits,
-            worker: settings
-                .worker
-                .clone()
-                .filter(|w| !w.is_empty())
-                .unwrap_or_else(|| std::process::id().to_string()),
+            worker,
             state_directory: state_directory(settings)?,
+            metrics,
             dry_run: settings.dry_run,
         })
     }
@@ -421,6 +444,49 @@ pub fn decode_private_key(raw: &str) -> Option<String> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     text.contains("-----BEGIN").then_some(text)
+}
+
+/// The metrics endpoint: `METRICS_PORT` plus the worker's number, so that
+/// the workers of a fleet (WORKER=1 … N) each get a port of their own from
+/// one setting; a worker not named by a number takes `METRICS_PORT` itself.
+fn metrics_endpoint(
+    settings: &Settings,
+    worker: &str,
+) -> Result<Option<MetricsEndpoint>, ConfigError> {
+    let Some(text) = settings
+        .metrics_port
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(None);
+    };
+    let base = text
+        .parse::<u16>()
+        .map_err(|_| ConfigError::new("METRICS_PORT", format!("{text:?} is not a port number")))?;
+    let offset = worker.parse::<u16>().unwrap_or(0);
+    let port = if base == 0 {
+        // Port 0: the system picks a free port for each worker.
+        0
+    } else {
+        base.checked_add(offset).ok_or_else(|| {
+            ConfigError::new(
+                "METRICS_PORT",
+                format!("{base} plus worker number {offset} is beyond port 65535"),
+            )
+        })?
+    };
+    let host = settings.metrics_host.trim();
+    if host.is_empty() || host.contains(['/', ' ', '?', '#']) {
+        return Err(ConfigError::new(
+            "METRICS_HOST",
+            format!("{host:?} is not a host name or address"),
+        ));
+    }
+    Ok(Some(MetricsEndpoint {
+        host: host.to_owned(),
+        port,
+    }))
 }
 
 fn state_directory(settings: &Settings) -> Result<Option<PathBuf>, ConfigError> {
@@ -617,6 +683,7 @@ impl Settings {
             receive_timeout: "10".into(),
             keep_alive_timeout: "5".into(),
             body_budget_mb: "64".into(),
+            metrics_host: DEFAULT_METRICS_HOST.into(),
             ..Settings::default()
         }
     }
@@ -886,6 +953,37 @@ mod tests {
             );
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_each_worker_gets_its_own_loopback_port() {
+        let config = Config::from_settings(&valid(), &CredentialFiles::default()).unwrap();
+        assert_eq!(config.metrics, None);
+        let endpoint = |port: &str, worker: Option<&str>| {
+            let settings = Settings {
+                metrics_port: Some(port.into()),
+                worker: worker.map(str::to_owned),
+                ..valid()
+            };
+            Config::from_settings(&settings, &CredentialFiles::default()).map(|c| c.metrics)
+        };
+        let third = endpoint("9910", Some("3")).unwrap().unwrap();
+        assert_eq!(third.host, "127.0.0.1");
+        assert_eq!(third.port, 9913);
+        assert_eq!(endpoint("9910", Some("web")).unwrap().unwrap().port, 9910);
+        assert_eq!(endpoint("0", Some("3")).unwrap().unwrap().port, 0);
+        assert_eq!(endpoint(" ", Some("3")).unwrap(), None);
+        assert_eq!(
+            endpoint("65535", Some("1")).unwrap_err().name,
+            "METRICS_PORT"
+        );
+        assert_eq!(endpoint("nine", None).unwrap_err().name, "METRICS_PORT");
+        let settings = Settings {
+            metrics_port: Some("9910".into()),
+            metrics_host: "a b".into(),
+            ..valid()
+        };
+        assert_eq!(error_of(&settings).name, "METRICS_HOST");
     }
 
     #[test]

@@ -185,6 +185,18 @@ impl GitHubError {
         }
     }
 
+    /// The kind of failure, for metrics: a closed set of names.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            GitHubError::RateLimited { .. } => "rate_limited",
+            GitHubError::Status { status: 401, .. } => "unauthorized",
+            GitHubError::Status { status, .. } if *status >= 500 => "server_error",
+            GitHubError::Status { .. } => "client_error",
+            GitHubError::Unreachable { .. } => "unreachable",
+            GitHubError::Decode { .. } => "bad_answer",
+        }
+    }
+
     /// Whether a later try could succeed: 5xx, timeouts, connection
     /// errors, a 401 (a token that went stale) and rate limits.
     pub fn is_transient(&self) -> bool {
@@ -471,9 +483,16 @@ impl Requester {
         let mut redirects = 0;
         let mut target = path.to_owned();
         loop {
+            let started = std::time::Instant::now();
             let outcome =
                 tokio::time::timeout(self.policy.timeout, self.attempt(&method, &target, body))
                     .await;
+            crate::metrics::github_request(
+                &method,
+                &target,
+                request_status(&outcome),
+                started.elapsed(),
+            );
             let failure = match outcome {
                 Ok(Attempt::Answer(answer)) if answer.status.is_success() => return Ok(answer),
                 Ok(Attempt::Answer(answer)) if answer.status.is_redirection() => {
@@ -615,6 +634,16 @@ impl Requester {
 
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitHubError> {
         self.send(Method::GET, path, None).await?.json(path)
+    }
+}
+
+fn request_status<E>(outcome: &Result<Attempt, E>) -> crate::metrics::RequestStatus {
+    use crate::metrics::RequestStatus;
+    match outcome {
+        Ok(Attempt::Answer(answer)) => RequestStatus::Answered(answer.status.as_u16()),
+        Ok(Attempt::TokenAnswer { status, .. }) => RequestStatus::Answered(status.as_u16()),
+        Ok(Attempt::Failed(_)) => RequestStatus::Unreachable,
+        Err(_) => RequestStatus::Timeout,
     }
 }
 

@@ -20,6 +20,8 @@
 //! * [`worker`]: the loop that spends per-installation write slots.
 //! * [`server`]: [`server::run`] ties them together until shutdown.
 //! * [`redeliver`]: asks GitHub again for deliveries no worker answered.
+//! * [`metrics`]: Prometheus metrics, one function per event, and each
+//!   worker's own `/metrics` endpoint.
 //!
 //! The library never reads systemd's variables: the binary hands it a
 //! listener, the settings and a shutdown signal.
@@ -28,6 +30,7 @@ pub mod check;
 pub mod config;
 pub mod event;
 pub mod github;
+pub mod metrics;
 pub mod pending;
 pub mod redeliver;
 pub mod server;

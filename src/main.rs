@@ -217,6 +217,7 @@ async fn run(
     let webhook_path = config.webhook_path.clone();
     let shutdown = shutdown_signal(stop_time)?;
     let bot = Bot::new(config)?;
+    let metrics = bot.metrics_address();
     let store = bot.pending();
     systemd::spawn_watchdog(bot.liveness());
     systemd::spawn_status(bot.stats(), bot.liveness());
@@ -225,6 +226,7 @@ async fn run(
     warn_if_webhook_proxy_set(address.port(), &webhook_path);
     tracing::info!(
         %address,
+        metrics = metrics.map(|a| format!("http://{a}/metrics")),
         from_systemd,
         dry_run,
         worker,

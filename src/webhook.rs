@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::check::{CheckRunRequest, TaskSources};
 use crate::event::{Event, PayloadSnapshot};
+use crate::metrics::{self, DeliveryOutcome};
 use crate::pending::{Added, WorkItem};
 use crate::server::{AppState, ReceiveDeadline};
 
@@ -111,6 +112,26 @@ impl Rejection {
                 | Rejection::BodyBudgetFull
                 | Rejection::BodyUnreadable(_)
         )
+    }
+
+    /// How the metrics count this rejection.
+    fn outcome(&self) -> DeliveryOutcome {
+        match self {
+            Rejection::MissingHeader(_) => DeliveryOutcome::Rejected("missing_header"),
+            Rejection::MalformedHeader(_) => DeliveryOutcome::Rejected("malformed_header"),
+            Rejection::UnsupportedContentType(_) => {
+                DeliveryOutcome::Rejected("unsupported_content_type")
+            }
+            Rejection::BadSignature => DeliveryOutcome::Rejected("bad_signature"),
+            Rejection::MalformedJson(_) => DeliveryOutcome::Rejected("malformed_json"),
+            Rejection::MalformedPayload(_) => DeliveryOutcome::Rejected("malformed_payload"),
+            Rejection::TooLarge(_) => DeliveryOutcome::Rejected("too_large"),
+            Rejection::ReceiveTimeout | Rejection::BodyUnreadable(_) => {
+                DeliveryOutcome::Rejected("receive_timeout")
+            }
+            Rejection::BodyBudgetFull => DeliveryOutcome::Rejected("body_budget"),
+            Rejection::StoreUnavailable(_) => DeliveryOutcome::StoreError,
+        }
     }
 }
 
@@ -234,6 +255,11 @@ pub fn signature_matches(secret: &[u8], body: &[u8], header: &str) -> bool {
 pub async fn receive(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
+    let event = headers
+        .get("x-github-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let deadline = parts
         .extensions
         .get::<ReceiveDeadline>()
@@ -242,7 +268,9 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
     let outcome = match read_body(body, &headers, &state.body_budget, deadline).await {
         Ok((body, _room)) => match accept(&state, &headers, &body) {
             Ok(Accepted::Answered(response)) => Ok(response),
-            Ok(Accepted::Record(item, delivery_id)) => record(&state, item, delivery_id).await,
+            Ok(Accepted::Record(item, delivery_id)) => {
+                record(&state, item, delivery_id, &event).await
+            }
             Err(rejection) => Err(rejection),
         },
         Err(rejection) => Err(rejection),
@@ -250,6 +278,7 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
     match outcome {
         Ok(response) => response,
         Err(rejection) => {
+            metrics::delivery(&event, rejection.outcome());
             state.rejections.refused(
                 rejection.kind(),
                 Some(&RefusedRequest {
@@ -603,18 +632,21 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted
 
     let item = match event {
         Event::Ignored { reason } => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::Ignored);
             tracing::debug!(delivery_id = %delivery.id, event = %delivery.event, %reason, "ignored");
             return Ok(Accepted::Answered(
                 (StatusCode::OK, "ignored\n").into_response(),
             ));
         }
         Event::PullRequestChanged { snapshot, pull } if state.config.dry_run => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::DryRun);
             dry_run(state, &delivery, &pull.to_string(), &snapshot);
             return Ok(Accepted::Answered(
                 (StatusCode::OK, "dry run\n").into_response(),
             ));
         }
         Event::MergeGroupChecksRequested { head_sha, .. } if state.config.dry_run => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::DryRun);
             let request = CheckRunRequest::merge_group(&head_sha, chrono::Utc::now());
             log_dry_run(&delivery, "merge group", &request);
             return Ok(Accepted::Answered(
@@ -643,12 +675,14 @@ async fn record(
     state: &AppState,
     item: WorkItem,
     delivery_id: String,
+    event: &str,
 ) -> Result<Response, Rejection> {
     let added = state
         .pending
         .add(item, &delivery_id)
         .await
         .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?;
+    metrics::delivery(event, added.into());
     match added {
         Added::New => {}
         Added::Coalesced => tracing::debug!(delivery_id, "joined work already pending"),

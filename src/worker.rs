@@ -36,6 +36,7 @@ use crate::config::{Config, MAX_SECONDARY_PAUSE};
 use crate::github::{
     GitHub, GitHubError, InstallationClient, InstallationId, MAX_RATE_LIMIT_PAUSE, RateLimit,
 };
+use crate::metrics::{self, CheckRunOutcome};
 use crate::pending::{Claim, PendingError, Store, WorkItem};
 
 /// How long and how often the worker tries again.
@@ -420,6 +421,7 @@ impl Worker {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, installation_id = installation.0, "no client for installation");
+                metrics::check_run(CheckRunOutcome::Dropped("no_client"));
                 return self.finish(&claim).await;
             }
         };
@@ -449,6 +451,7 @@ impl Worker {
         };
         let state = client.pull_request_state(&pull.repo, pull.number).await?;
         if !state.pull.is_open() {
+            metrics::check_run(CheckRunOutcome::Closed);
             tracing::debug!(
                 delivery_id = %claim.delivery_id,
                 installation_id = pull.installation.0,
@@ -470,6 +473,7 @@ impl Worker {
             .await?;
         if latest.is_some_and(|existing| request.says_the_same_as(&existing)) {
             self.stats.skipped_unchanged.fetch_add(1, Ordering::Relaxed);
+            metrics::check_run(CheckRunOutcome::Unchanged);
             tracing::debug!(
                 delivery_id = %claim.delivery_id,
                 installation_id = pull.installation.0,
@@ -501,6 +505,7 @@ impl Worker {
             .fetch_sub(1, Ordering::Relaxed);
         let created = client.create_check_run(repo, request).await?;
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        metrics::check_run_written(installation, claim.received_at);
         tracing::info!(
             delivery_id = %claim.delivery_id,
             installation_id = installation.0,
@@ -581,6 +586,7 @@ impl Worker {
         );
         if let Some(refusal) = error.refusal() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::check_run(CheckRunOutcome::Dropped(error.cause()));
             self.stats.record_refusal(&refusal);
             tracing::error!(
                 delivery_id = log_context.0,
@@ -602,6 +608,7 @@ impl Worker {
         let failures = claim.attempts + 1;
         if self.rules.retried_long_enough(failures) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::check_run(CheckRunOutcome::Dropped("attempts_exhausted"));
             self.stats.record_refusal(&format!(
                 "GitHub kept failing for RETRY_FOR ({:?}, {failures} attempts): {error}",
                 self.rules.retry_for
@@ -644,6 +651,7 @@ impl Worker {
             %error,
             "check not written yet; will retry"
         );
+        metrics::check_run(CheckRunOutcome::Retried(error.cause()));
         self.store("reschedule work", || {
             self.pending.retry_later(claim, retry_at)
         })
@@ -675,6 +683,8 @@ impl Worker {
         }
         .min(MAX_RATE_LIMIT_PAUSE);
         let until = now + pause;
+        metrics::rate_limit_pause(pause);
+        metrics::check_run(CheckRunOutcome::Retried(error.cause()));
         // Another request of this host may have paused it already.
         let already = self
             .pending

@@ -16,7 +16,7 @@ use support::webhooks;
 use task_list_bot::config::Config;
 use task_list_bot::github::InstallationId;
 use task_list_bot::pending::{
-    Added, Backlog, Changed, Claim, MemoryPendingSet, PendingError, PendingSet, Pause, WorkItem,
+    Added, Backlog, Changed, Claim, MemoryPendingSet, Pause, PendingError, PendingSet, WorkItem,
 };
 use task_list_bot::server::Bot;
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::handler::Handler as _;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::github::{GitHub, RetryPolicy};
+use crate::metrics::{self, Exporter};
 use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet, Store};
 use crate::webhook::{self, BodyBudget, RejectionLog};
 use crate::worker::{RetryRules, Stats, Worker};
@@ -48,6 +50,8 @@ pub struct Bot {
     /// The set itself, for tests that look at it directly.
     set: Arc<dyn PendingSet>,
     worker: Option<Arc<Worker>>,
+    /// This worker's `/metrics` endpoint, bound, when metrics are on.
+    metrics: Option<Exporter>,
 }
 
 impl Bot {
@@ -65,6 +69,8 @@ impl Bot {
     pub fn with_pending(config: Config, set: Arc<dyn PendingSet>) -> crate::Result<Bot> {
         let pending = Store::spawn(Arc::clone(&set))?;
         let stats = Arc::new(Stats::default());
+        let metrics = config.metrics.as_ref().map(Exporter::bind).transpose()?;
+        metrics::worker(&config.worker);
         let worker = match &config.app {
             Some(app) => {
                 let github = GitHub::new(
@@ -94,7 +100,13 @@ impl Bot {
             },
             set,
             worker,
+            metrics,
         })
+    }
+
+    /// Where this worker serves its metrics, when it does.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(Exporter::local_addr)
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -132,12 +144,14 @@ impl Bot {
             .route("/ping", get(|| async { "PONG" }))
             .route("/probot", get(info_page))
             .route("/health", get(health));
+        let receive =
+            webhook::receive.layer(axum::middleware::from_fn(metrics::time_acknowledgement));
         let router = if webhook_path == "/" {
-            router.route("/", get(redirect_to_info).post(webhook::receive))
+            router.route("/", get(redirect_to_info).post(receive))
         } else {
             router
                 .route("/", get(redirect_to_info))
-                .route(webhook_path, post(webhook::receive))
+                .route(webhook_path, post(receive))
         };
         router
             .layer(DefaultBodyLimit::max(webhook::MAX_PAYLOAD_BYTES))
@@ -149,10 +163,16 @@ impl Bot {
 /// accepted request is answered and the queue is written or logged.
 pub async fn run(
     listener: TcpListener,
-    bot: Bot,
+    mut bot: Bot,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
     let router = bot.router();
+    // Metrics are served until the drain is over, so that it can be watched.
+    let stop_metrics = CancellationToken::new();
+    let metrics = bot
+        .metrics
+        .take()
+        .map(|exporter| tokio::spawn(exporter.serve(bot.pending(), stop_metrics.clone())));
     let stop_worker = CancellationToken::new();
     let worker = bot.worker.clone().map(|worker| {
         let stop = stop_worker.clone();
@@ -194,6 +214,12 @@ pub async fn run(
         worker
             .await
             .map_err(|e| anyhow::anyhow!("worker task: {e}"))?;
+    }
+    stop_metrics.cancel();
+    if let Some(metrics) = metrics {
+        metrics
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics task: {e}"))??;
     }
     Ok(())
 }

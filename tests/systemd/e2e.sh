@@ -13,7 +13,8 @@
 # and processed once, the per-worker write rate adds up, crashed and hung
 # workers come back, a broken worker does not take the socket down, stopping
 # leaves queued writes to the next worker, scaling through the settings file,
-# socket activation, and a hostile sender (thousands of stalled connections
+# socket activation, each worker's own metrics endpoint (METRICS_PORT + N),
+# and a hostile sender (thousands of stalled connections
 # and stalled uploads, tests/systemd/attack.py) that neither delays a signed
 # delivery nor takes the worker down or slows its stop.
 #
@@ -71,6 +72,19 @@ journal_has() { ct journalctl --no-pager -o cat -u "$1" --since "@$2" | grep -qF
 pick_ports
 start_fake
 stage_fleet "the end-to-end test" 1 4
+# Metrics on: worker N serves METRICS_PORT+N, so the next 8 ports must be
+# free too (the scaling check runs up to 6 workers).
+METRICS_PORT=$(python3 -c '
+import socket
+for base in range(20000, 60000, 10):
+    try:
+        held = []
+        for port in range(base + 1, base + 9):
+            s = socket.socket(); s.bind(("127.0.0.1", port)); held.append(s)
+        print(base); break
+    except OSError:
+        pass')
+echo "METRICS_PORT=$METRICS_PORT" >>"$STAGE/task-list-bot.default"
 boot_container
 install_and_start
 
@@ -159,6 +173,23 @@ ping_health() {
     [[ $pong == PONG && $health == 200 ]]
 }
 check "GET /ping answers PONG and GET /health 200 through the socket" ping_health
+
+metrics_per_worker() {
+    local i port body status
+    for i in 1 2 3 4; do
+        port=$((METRICS_PORT + i))
+        body=$(curl -sS -m 10 "http://127.0.0.1:$port/metrics") || return 1
+        echo "127.0.0.1:$port: $(grep -m1 '^task_list_bot_worker_info' <<<"$body")" | note
+        grep -q "^task_list_bot_worker_info{worker=\"$i\"," <<<"$body" || return 1
+    done
+    # Loopback only, and not through the shared webhook socket.
+    ct ss -ltnH "sport = :$((METRICS_PORT + 1))" | note
+    [[ $(ct ss -ltnH "sport = :$((METRICS_PORT + 1))" | awk '{print $4}') == "127.0.0.1:$((METRICS_PORT + 1))" ]] || return 1
+    status=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "$BOT_URL/metrics")
+    echo "GET /metrics on the webhook port: $status" | note
+    [[ $status == 404 ]]
+}
+check "each worker serves its own /metrics on 127.0.0.1:METRICS_PORT+N, none on the webhook port" metrics_per_worker
 
 # --- 3. deliveries -----------------------------------------------------------
 
