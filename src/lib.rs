@@ -20,6 +20,8 @@
 //! * [`worker`]: the loop that spends per-installation write slots.
 //! * [`server`]: [`server::run`] ties them together until shutdown.
 //! * [`redeliver`]: asks GitHub again for deliveries no worker answered.
+//! * [`setup`]: registers the GitHub App from a manifest and stores its credentials.
+//! * [`receive`]: runs one payload from a file through decoding and the write path.
 //!
 //! The library never reads systemd's variables: the binary hands it a
 //! listener, the settings and a shutdown signal.
@@ -29,8 +31,10 @@ pub mod config;
 pub mod event;
 pub mod github;
 pub mod pending;
+pub mod receive;
 pub mod redeliver;
 pub mod server;
+pub mod setup;
 pub mod tasklist;
 pub mod webhook;
 pub mod worker;

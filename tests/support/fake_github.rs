@@ -89,6 +89,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+#[path = "fake_manifest.rs"]
+pub mod manifest;
+
 // ---------------------------------------------------------------------------
 // Constants
 // ---------------------------------------------------------------------------
@@ -496,6 +499,7 @@ struct Shared {
     /// is both cheaper and lets the inspection methods of [`FakeGitHub`]
     /// stay synchronous (callable from sync test code, asserts, `Drop`).
     model: Mutex<Model>,
+    manifests: manifest::ManifestFlow,
 }
 
 impl Shared {
@@ -548,6 +552,7 @@ impl FakeGitHub {
             addr: listener.local_addr()?,
             started: Instant::now(),
             model: Mutex::new(Model::new()),
+            manifests: Default::default(),
         });
         let router = axum::Router::new()
             .fallback(dispatch)
@@ -576,6 +581,11 @@ impl FakeGitHub {
 
     pub fn app_id(&self) -> u64 {
         self.shared.app_id
+    }
+
+    /// The manifest flow's state (`fake_manifest.rs`).
+    pub fn manifests(&self) -> &manifest::ManifestFlow {
+        &self.shared.manifests
     }
 
     /// When the fake started; `received_at` instants are comparable to it.
@@ -2296,6 +2306,9 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
     };
     if path == "/_fake" || path.starts_with("/_fake/") {
         return admin::handle(&shared, &parts, &body);
+    }
+    if let Some(response) = manifest::handle(&shared.manifests, shared.app_id, &parts, &body) {
+        return response;
     }
 
     let received_at = Instant::now();
