@@ -223,6 +223,10 @@ pub fn command(args: ReceiveArgs, credentials: &CredentialFiles) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Event::Ignored { reason } = &event {
+        println!("ignored: {reason}");
+        return ExitCode::SUCCESS;
+    }
     let mut settings = args.settings;
     // Nothing is verified: the payload comes from a file, not a delivery.
     if settings.webhook_secret.is_none() && settings.webhook_secret_path.is_none() {
@@ -237,10 +241,6 @@ pub fn command(args: ReceiveArgs, credentials: &CredentialFiles) -> ExitCode {
     };
     if let Some(url) = &args.github_url {
         config.github_api_url = format!("{}/api/v3", url.trim_end_matches('/'));
-    }
-    if let Event::Ignored { reason } = &event {
-        println!("ignored: {reason}");
-        return ExitCode::SUCCESS;
     }
     if config.dry_run {
         let Some(dry) = dry_run(&event, &config.ignored_bots) else {
