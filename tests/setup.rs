@@ -756,3 +756,13 @@ fn the_command_line_refuses_existing_credentials() {
         "APP_ID=12\n"
     );
 }
+
+/// The man page, generated from the command line, lists both commands.
+#[test]
+fn the_man_page_lists_setup_and_receive() {
+    let output = Command::new(BINARY).arg("man").output().unwrap();
+    assert!(output.status.success());
+    let page = String::from_utf8_lossy(&output.stdout);
+    assert!(page.contains("task\\-list\\-bot\\-setup(1)"), "{page}");
+    assert!(page.contains("task\\-list\\-bot\\-receive(1)"), "{page}");
+}
