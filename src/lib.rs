@@ -22,6 +22,8 @@
 //! * [`redeliver`]: asks GitHub again for deliveries no worker answered.
 //! * [`metrics`]: Prometheus metrics, one function per event, and each
 //!   worker's own `/metrics` endpoint.
+//! * [`setup`]: registers the GitHub App from a manifest and stores its credentials.
+//! * [`receive`]: runs one payload from a file through decoding and the write path.
 //!
 //! The library never reads systemd's variables: the binary hands it a
 //! listener, the settings and a shutdown signal.
@@ -32,8 +34,10 @@ pub mod event;
 pub mod github;
 pub mod metrics;
 pub mod pending;
+pub mod receive;
 pub mod redeliver;
 pub mod server;
+pub mod setup;
 pub mod tasklist;
 pub mod webhook;
 pub mod worker;

@@ -53,6 +53,10 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         since_hours: u64,
     },
+    /// Register the GitHub App from a manifest (a page on localhost) and store its credentials.
+    Setup(Box<task_list_bot::setup::SetupArgs>),
+    /// Run one payload from a file through decoding and the write path (Probot's receive).
+    Receive(Box<task_list_bot::receive::ReceiveArgs>),
     /// Print this manual page (roff) to standard output.
     #[command(hide = true)]
     Man,
@@ -84,6 +88,8 @@ fn main() -> ExitCode {
             settings,
             since_hours,
         } => redeliver(*settings, since_hours),
+        Command::Setup(args) => task_list_bot::setup::command(*args),
+        Command::Receive(args) => task_list_bot::receive::command(*args, &credential_files()),
         Command::Man => man_page(),
     }
 }
@@ -372,6 +378,12 @@ fn limit_malloc_arenas() {
     // the allocator.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+fn credential_files() -> CredentialFiles {
+    CredentialFiles {
+        directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
     }
 }
 

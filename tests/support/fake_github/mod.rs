@@ -154,6 +154,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+#[path = "../fake_manifest.rs"]
+pub mod manifest;
+
 mod admin;
 mod apps;
 mod checks;
@@ -599,6 +602,8 @@ struct Shared {
     /// is both cheaper and lets the inspection methods of [`FakeGitHub`]
     /// stay synchronous (callable from sync test code, asserts, `Drop`).
     model: Mutex<Model>,
+    /// The App-manifest registration flow (`fake_manifest.rs`).
+    manifests: manifest::ManifestFlow,
 }
 
 impl Shared {
@@ -654,6 +659,7 @@ impl FakeGitHub {
             addr: listener.local_addr()?,
             started: Instant::now(),
             model: Mutex::new(Model::new()),
+            manifests: Default::default(),
         });
         let router = axum::Router::new()
             .fallback(dispatch)
@@ -682,6 +688,11 @@ impl FakeGitHub {
 
     pub fn app_id(&self) -> u64 {
         self.shared.app_id
+    }
+
+    /// The manifest flow's state (`fake_manifest.rs`).
+    pub fn manifests(&self) -> &manifest::ManifestFlow {
+        &self.shared.manifests
     }
 
     /// When the fake started; `received_at` instants are comparable to it.

@@ -76,6 +76,9 @@ pub(super) async fn dispatch(State(shared): State<Arc<Shared>>, request: Request
     if path == "/_fake" || path.starts_with("/_fake/") {
         return admin::handle(&shared, &parts, &body);
     }
+    if let Some(response) = manifest::handle(&shared.manifests, shared.app_id, &parts, &body) {
+        return response;
+    }
 
     let received_at = Instant::now();
     let path_and_query = parts
