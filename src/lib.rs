@@ -20,6 +20,7 @@
 //! * [`worker`]: the loop that spends per-installation write slots.
 //! * [`server`]: [`server::run`] ties them together until shutdown.
 //! * [`redeliver`]: asks GitHub again for deliveries no worker answered.
+//! * [`status`]: the host's fleet at a glance, read from the shared store.
 //!
 //! The library never reads systemd's variables: the binary hands it a
 //! listener, the settings and a shutdown signal.
@@ -31,6 +32,7 @@ pub mod github;
 pub mod pending;
 pub mod redeliver;
 pub mod server;
+pub mod status;
 pub mod tasklist;
 pub mod webhook;
 pub mod worker;

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::check::{CHECK_NAME, CheckRunRequest, TaskSources};
 use crate::github::{GitHub, GitHubError, InstallationClient, InstallationId};
-use crate::pending::{Claim, Store, WorkItem};
+use crate::pending::{Claim, DroppedItem, Store, WorkItem};
 
 /// Failed attempts after which an item is dropped (and logged).
 const MAX_ATTEMPTS: u32 = 5;
@@ -344,6 +344,19 @@ impl Worker {
         Ok(())
     }
 
+    /// Remembers in the store that `claim` was given up on, for
+    /// `task-list-bot status`: call once wherever an item is dropped.
+    async fn record_dropped(&self, claim: &Claim, cause: String) {
+        let dropped = DroppedItem {
+            item: claim.item.clone(),
+            cause,
+            at: SystemTime::now(),
+        };
+        if let Err(error) = self.pending.record_dropped(dropped).await {
+            tracing::warn!(%error, "cannot record the dropped item for status");
+        }
+    }
+
     async fn finish(&self, claim: &Claim) {
         if let Err(error) = self.pending.done(claim).await {
             tracing::error!(%error, "cannot mark work done");
@@ -373,6 +386,7 @@ impl Worker {
                 %error,
                 "giving up on this check"
             );
+            self.record_dropped(claim, error.to_string()).await;
             return self.finish(claim).await;
         }
         let retry_at = match &error {
