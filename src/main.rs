@@ -48,7 +48,7 @@ enum Command {
     Redeliver {
         #[command(flatten)]
         settings: Box<Settings>,
-        /// How far back to look, in hours (GitHub keeps deliveries for 3 days).
+        /// How far back to look, in hours (GitHub redelivers deliveries of the past 3 days).
         #[arg(long, default_value_t = 24)]
         since_hours: u64,
     },
@@ -276,11 +276,13 @@ fn redeliver(mut settings: Settings, since_hours: u64) -> ExitCode {
     match runtime.block_on(redeliver_once(config, since)) {
         Ok(report) => {
             println!(
-                "deliveries seen {}, never answered 2xx {}, redelivered {}, already requested {}, errors {}",
+                "deliveries seen {}, never answered 2xx {}, redelivered {}, asked recently {}, too old to redeliver {}, forgotten {}, errors {}",
                 report.attempts_seen,
                 report.failed_deliveries,
                 report.redelivered,
                 report.already_requested,
+                report.out_of_window,
+                report.forgotten,
                 report.errors
             );
             if report.errors == 0 {

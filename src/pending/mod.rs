@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use crate::github::{InstallationId, PullRequestRef, RepoName};
 
 pub use fleet::{DroppedItem, WorkerFigures};
-pub use sqlite::{DATABASE_FILE, RedeliveryRecord, SqlitePendingSet};
+pub use sqlite::{BUSY_TIMEOUT, DATABASE_FILE, RedeliveryRecord, SqlitePendingSet};
 pub use store::{Store, StoreHealth};
 
 /// How long an item added again while it was being worked on waits before
@@ -587,5 +587,64 @@ mod tests {
         assert_eq!(set.next_retry(), Some(later));
         let retried = set.claim(InstallationId(1), later).unwrap().unwrap();
         assert_eq!(retried.attempts, 1);
+    }
+
+    #[test]
+    fn a_delivery_seen_before_is_recorded_again_unless_its_item_is_waiting() {
+        let set = MemoryPendingSet::new();
+        assert_eq!(set.add(pull(1, 7), "same").unwrap(), Added::New);
+        assert_eq!(
+            set.add(pull(1, 7), "same").unwrap(),
+            Added::DuplicateDelivery
+        );
+        let claim = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert_eq!(set.add(pull(1, 7), "same").unwrap(), Added::Coalesced);
+        set.done(&claim).unwrap();
+        let again = set
+            .claim(InstallationId(1), SystemTime::now() + RECHECK_DELAY)
+            .unwrap()
+            .unwrap();
+        set.done(&again).unwrap();
+        assert_eq!(set.add(pull(1, 7), "same").unwrap(), Added::New);
+    }
+
+    #[test]
+    fn claims_carry_their_earliest_delivery_and_the_backlog_its_age() {
+        let set = MemoryPendingSet::new();
+        let before = SystemTime::now();
+        set.add(pull(1, 7), "d1").unwrap();
+        let after_first = SystemTime::now();
+        set.add(pull(1, 7), "d2").unwrap();
+        set.add(pull(2, 1), "d3").unwrap();
+        let backlog = set.backlog().unwrap();
+        assert_eq!(
+            backlog
+                .iter()
+                .map(|b| (b.installation.0, b.items))
+                .collect::<Vec<_>>(),
+            [(1, 1), (2, 1)]
+        );
+        assert!(backlog[0].oldest >= before && backlog[0].oldest <= after_first);
+        let claim = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert!(claim.received_at >= before && claim.received_at <= after_first);
+        let during = SystemTime::now();
+        set.add(pull(1, 7), "d4").unwrap();
+        set.done(&claim).unwrap();
+        let again = set
+            .claim(InstallationId(1), SystemTime::now() + RECHECK_DELAY)
+            .unwrap()
+            .unwrap();
+        assert!(again.received_at >= during);
+
+        let until = now() + Duration::from_secs(60);
+        set.pause(InstallationId(2), until).unwrap();
+        assert_eq!(
+            set.pauses(now()).unwrap(),
+            [Pause {
+                installation: InstallationId(2),
+                until
+            }]
+        );
+        assert!(set.pauses(until).unwrap().is_empty());
     }
 }

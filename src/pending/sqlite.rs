@@ -332,6 +332,25 @@ impl SqlitePendingSet {
         let deliveries_horizon = now_ms - DELIVERY_MEMORY.as_millis() as i64;
         let redeliveries_horizon = now_ms - REDELIVERY_WINDOW.as_millis() as i64;
         let connection = self.connection();
+        // Only a delete waits for the write lock; look first (a read never
+        // waits in WAL mode), so that upkeep with nothing to do never
+        // queues behind another worker's transaction.
+        let anything_old: bool = connection
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE seen_ms < ?1)
+                     OR EXISTS (SELECT 1 FROM redeliveries WHERE delivered_ms < ?2)
+                     OR EXISTS (SELECT 1 FROM pauses WHERE until_ms <= ?3)",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(
+                    params![deliveries_horizon, redeliveries_horizon, now_ms],
+                    |row| row.get(0),
+                )
+            })
+            .map_err(store_error)?;
+        if !anything_old {
+            return Ok(0);
+        }
         let deliveries = connection
             .prepare_cached(
                 "DELETE FROM deliveries WHERE id IN
@@ -1292,6 +1311,40 @@ mod tests {
             .await
             .expect("woken");
         assert!(started.elapsed() < Duration::from_millis(100));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_made_by_an_older_version_gains_the_new_columns() {
+        let dir = temp_dir("migrate");
+        {
+            let old = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+            old.execute_batch(
+                "CREATE TABLE pending (
+                     sequence INTEGER PRIMARY KEY AUTOINCREMENT, installation INTEGER NOT NULL,
+                     repo TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,
+                     delivery_id TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                     not_before INTEGER, claimed_by TEXT, added_again INTEGER NOT NULL DEFAULT 0,
+                     UNIQUE (installation, repo, kind, target));
+                 CREATE TABLE redeliveries (guid TEXT PRIMARY KEY, requested_ms INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO pending (installation, repo, kind, target, delivery_id)
+                     VALUES (1, 'octo/repo', 'pull_request', '5', 'old');
+                 INSERT INTO redeliveries VALUES ('g', 1);",
+            )
+            .unwrap();
+        }
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let before = to_ms(SystemTime::now());
+        let claim = store
+            .claim(InstallationId(1), SystemTime::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(claim.item, pull(1, 5));
+        assert!(claim.received_at >= before, "unknown: counted from now");
+        assert_eq!(store.redelivery_record("g").unwrap().unwrap().requests, 1);
+        drop(store);
+        let reopened = SqlitePendingSet::open(&dir).unwrap();
+        assert_eq!(reopened.len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -135,7 +135,8 @@ impl Store {
             epoch: Instant::now(),
             busy_since: AtomicU64::new(0),
             last_ready_poll: AtomicU64::new(0),
-            pending: AtomicUsize::new(set.len()),
+            // The thread's first act is its upkeep, which counts them.
+            pending: AtomicUsize::new(0),
             errors: AtomicU64::new(0),
             failures_in_a_row: AtomicU32::new(0),
             last_error: Mutex::new(None),
