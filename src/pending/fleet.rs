@@ -422,3 +422,85 @@ fn millis(at: SystemTime) -> i64 {
 fn from_millis(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::{PullNumber, PullRequestRef, RepoName};
+    use crate::pending::{PendingSet, SqlitePendingSet};
+
+    fn figures(name: &str) -> WorkerFigures {
+        WorkerFigures {
+            name: name.into(),
+            pid: 1,
+            started: SystemTime::now(),
+            deliveries: 0,
+            writes: 0,
+            unchanged: 0,
+            dropped: 0,
+            last_error: None,
+        }
+    }
+
+    fn dropped(number: u64, at: SystemTime) -> DroppedItem {
+        DroppedItem {
+            item: WorkItem::PullRequest(PullRequestRef {
+                installation: InstallationId(1),
+                repo: RepoName("octo/repo".into()),
+                number: PullNumber(number),
+            }),
+            cause: "gone".into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn rows_of_gone_workers_and_old_or_surplus_drops_are_pruned_by_the_heartbeat() {
+        let dir = std::env::temp_dir().join(format!(
+            "tlb-fleet-prune-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let now = SystemTime::now();
+        let long_ago = now - WORKER_ROW_KEEP - Duration::from_secs(1);
+        {
+            let gone = SqlitePendingSet::open(&dir).unwrap();
+            gone.record_worker(&figures("bot@9"), long_ago).unwrap();
+            gone.record_worker(&figures("bot@8"), now).unwrap();
+        }
+        store.record_worker(&figures("bot@1"), now).unwrap();
+        store
+            .record_dropped(&dropped(1, now - DROPPED_KEEP - Duration::from_secs(1)))
+            .unwrap();
+        for number in 0..DROPPED_MAX_ROWS as u64 + 5 {
+            store.record_dropped(&dropped(number, now)).unwrap();
+        }
+        store.record_worker(&figures("bot@1"), now).unwrap();
+
+        let fleet = read_fleet(&dir, now, Duration::from_secs(1)).unwrap();
+        let names: Vec<&str> = fleet
+            .workers
+            .iter()
+            .map(|w| w.figures.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["bot@1", "bot@8"],
+            "a recent dead worker stays visible"
+        );
+        assert!(fleet.workers[0].lock_held && !fleet.workers[1].lock_held);
+        assert_eq!(fleet.dropped.len(), LISTED_MAX as usize, "listed, bounded");
+        assert_eq!(
+            fleet.dropped[0].worker, "bot@1",
+            "named after its worker row"
+        );
+        let kept: i64 = Connection::open(dir.join(crate::pending::DATABASE_FILE))
+            .unwrap()
+            .query_row("SELECT count(*) FROM dropped", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(kept, DROPPED_MAX_ROWS, "kept, bounded by count and age");
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
