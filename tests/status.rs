@@ -435,3 +435,25 @@ async fn a_store_the_user_may_not_read_says_to_run_as_root() {
     assert!(stderr.contains(&path.display().to_string()), "{stderr}");
     assert!(stderr.contains("run as root"), "{stderr}");
 }
+
+/// A worker in the middle of a write transaction does not hold `status`
+/// up, and `status` leaves the write lock to the workers.
+#[tokio::test]
+async fn status_reads_while_a_worker_holds_the_write_lock() {
+    let dir = TempDir::new("locked");
+    let store = SqlitePendingSet::open(&dir.0).unwrap();
+    store.add(pull(1, "octo/a", 1), "d1").unwrap();
+    let writer =
+        rusqlite::Connection::open(dir.0.join(task_list_bot::pending::DATABASE_FILE)).unwrap();
+    writer
+        .execute_batch("BEGIN IMMEDIATE; DELETE FROM pending;")
+        .unwrap();
+    let started = Instant::now();
+    let outcome = run_status(&dir.0, &["--json"]).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "not held up");
+    assert_eq!(outcome.code, 1, "no worker alive: {}", outcome.stderr);
+    let report: Value = serde_json::from_str(&outcome.stdout).unwrap();
+    assert_eq!(report["pending"]["items"], 1, "the committed state");
+    writer.execute_batch("COMMIT").unwrap();
+    assert!(store.is_empty(), "the writer was not blocked");
+}
