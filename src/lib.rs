@@ -24,6 +24,7 @@
 //!   worker's own `/metrics` endpoint.
 //! * [`setup`]: registers the GitHub App from a manifest and stores its credentials.
 //! * [`receive`]: runs one payload from a file through decoding and the write path.
+//! * [`status`]: the host's fleet at a glance, read from the shared store.
 //!
 //! The library never reads systemd's variables: the binary hands it a
 //! listener, the settings and a shutdown signal.
@@ -38,6 +39,7 @@ pub mod receive;
 pub mod redeliver;
 pub mod server;
 pub mod setup;
+pub mod status;
 pub mod tasklist;
 pub mod webhook;
 pub mod worker;

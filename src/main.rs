@@ -57,6 +57,28 @@ enum Command {
     Setup(Box<task_list_bot::setup::SetupArgs>),
     /// Run one payload from a file through decoding and the write path (Probot's receive).
     Receive(Box<task_list_bot::receive::ReceiveArgs>),
+    /// Show the host's fleet at a glance: workers, pending work, pauses, dropped items.
+    ///
+    /// Reads the store in the state directory read-only (run as root, or as
+    /// the fleet's user). Exit status: 0 when the fleet is healthy; 1 when no
+    /// worker is alive or pending work is older than --max-age; 2 for a usage
+    /// error or a store that cannot be read.
+    Status {
+        /// Print one JSON document instead of tables (fields: state_directory,
+        /// generated_at, healthy, problems, max_age_seconds, workers, pending,
+        /// pauses, dropped; see the README).
+        #[arg(long)]
+        json: bool,
+        /// Pending work older than this makes the fleet unhealthy: seconds,
+        /// or a number with s, m or h.
+        #[arg(long, default_value = "10m", value_parser = task_list_bot::status::parse_max_age)]
+        max_age: std::time::Duration,
+        /// The fleet's state directory. Default: /var/lib/task-list-bot when
+        /// it exists, else $XDG_STATE_HOME/task-list-bot or
+        /// ~/.local/state/task-list-bot.
+        #[arg(long, env = "STATE_DIRECTORY")]
+        state_directory: Option<PathBuf>,
+    },
     /// Print this manual page (roff) to standard output.
     #[command(hide = true)]
     Man,
@@ -90,6 +112,11 @@ fn main() -> ExitCode {
         } => redeliver(*settings, since_hours),
         Command::Setup(args) => task_list_bot::setup::command(*args),
         Command::Receive(args) => task_list_bot::receive::command(*args, &credential_files()),
+        Command::Status {
+            json,
+            max_age,
+            state_directory,
+        } => status(state_directory, max_age, json),
         Command::Man => man_page(),
     }
 }
@@ -227,6 +254,10 @@ async fn run(
     let store = bot.pending();
     systemd::spawn_watchdog(bot.liveness());
     systemd::spawn_status(bot.stats(), bot.liveness());
+    let heartbeat =
+        task_list_bot::status::spawn_heartbeat(store.clone(), worker.clone(), bot.stats());
+    let stats = bot.stats();
+    let started = std::time::SystemTime::now();
     #[cfg(feature = "fault-injection")]
     systemd::spawn_test_fault(RUNTIME_THREADS);
     warn_if_webhook_proxy_set(address.port(), &webhook_path);
@@ -241,6 +272,11 @@ async fn run(
     );
     systemd::notify_ready(&format!("listening on {address}"));
     let outcome = server::run(listener, bot, shutdown).await;
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.abort();
+        // The final figures, for `status` after this worker is gone.
+        let _ = task_list_bot::status::record_heartbeat(&store, &worker, started, &stats).await;
+    }
     // Leave no owner lock file behind: the state directory must not grow
     // with restarts.
     store.release().await;
@@ -358,6 +394,54 @@ async fn redeliver_once(
         .context("redeliver needs STATE_DIRECTORY to remember what it asked for")?;
     let store = task_list_bot::pending::SqlitePendingSet::open(directory)?;
     task_list_bot::redeliver::run(&github, &store, since).await
+}
+
+/// Where the packaged fleet keeps its state (systemd's StateDirectory=).
+const PACKAGED_STATE_DIRECTORY: &str = "/var/lib/task-list-bot";
+
+fn status(state_directory: Option<PathBuf>, max_age: std::time::Duration, json: bool) -> ExitCode {
+    use task_list_bot::pending::fleet::FleetReadError;
+    let Some(directory) = state_directory
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .or_else(|| {
+            let packaged = PathBuf::from(PACKAGED_STATE_DIRECTORY);
+            packaged.exists().then_some(packaged)
+        })
+        .or_else(default_state_directory)
+    else {
+        eprintln!(
+            "task-list-bot status: no state directory: set STATE_DIRECTORY or --state-directory"
+        );
+        return ExitCode::from(2);
+    };
+    match task_list_bot::status::check(&directory, max_age, std::time::SystemTime::now()) {
+        Ok(report) => {
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(error) => {
+            let hint = match &error {
+                FleetReadError::Missing(_) => format!(
+                    "no worker has used this state directory; point STATE_DIRECTORY or \
+                     --state-directory at the fleet's ({PACKAGED_STATE_DIRECTORY} under the package)"
+                ),
+                FleetReadError::Busy(_) => {
+                    "the workers were not held up; run the command again".to_owned()
+                }
+                FleetReadError::Unreadable { .. } | FleetReadError::Sqlite { .. } => {
+                    "the store belongs to the fleet's user: run as root \
+                     (sudo task-list-bot status) or as that user"
+                        .to_owned()
+                }
+            };
+            eprintln!("task-list-bot status: {error}\n{hint}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn man_page() -> ExitCode {

@@ -37,7 +37,7 @@ use crate::github::{
     GitHub, GitHubError, InstallationClient, InstallationId, MAX_RATE_LIMIT_PAUSE, RateLimit,
 };
 use crate::metrics::{self, CheckRunOutcome};
-use crate::pending::{Claim, PendingError, Store, WorkItem};
+use crate::pending::{Claim, DroppedItem, PendingError, Store, WorkItem};
 
 /// How long and how often the worker tries again.
 #[derive(Debug, Clone)]
@@ -402,6 +402,11 @@ impl Worker {
                         attempts = failures,
                         "giving up on this check: processing it failed for RETRY_FOR"
                     );
+                    self.record_dropped(
+                        &held,
+                        "processing it failed unexpectedly for RETRY_FOR".to_owned(),
+                    )
+                    .await;
                     self.finish(&held).await;
                 } else {
                     let retry_at = SystemTime::now() + self.rules.backoff(failures);
@@ -521,6 +526,19 @@ impl Worker {
         Ok(())
     }
 
+    /// Remembers in the store that `claim` was given up on, for
+    /// `task-list-bot status`: call once wherever an item is dropped.
+    async fn record_dropped(&self, claim: &Claim, cause: String) {
+        let dropped = DroppedItem {
+            item: claim.item.clone(),
+            cause,
+            at: SystemTime::now(),
+        };
+        if let Err(error) = self.pending.record_dropped(dropped).await {
+            tracing::warn!(%error, "cannot record the dropped item for status");
+        }
+    }
+
     async fn finish(&self, claim: &Claim) {
         self.store("mark work done", || self.pending.done(claim))
             .await;
@@ -597,6 +615,7 @@ impl Worker {
                 %error,
                 "giving up on this check: {refusal}"
             );
+            self.record_dropped(claim, refusal.to_string()).await;
             return self.finish(claim).await;
         }
         if let GitHubError::RateLimited {
@@ -623,6 +642,8 @@ impl Worker {
                 %error,
                 "giving up on this check: GitHub kept failing for RETRY_FOR"
             );
+            self.record_dropped(claim, format!("GitHub kept failing for RETRY_FOR: {error}"))
+                .await;
             return self.finish(claim).await;
         }
         // The whole installation waits, for a back-off that grows with its

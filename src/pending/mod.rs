@@ -6,6 +6,7 @@
 //! state when its turn comes. [`PendingSet`] is the whole interface (add,
 //! claim, done, retry later), so that the store behind it can change.
 
+pub mod fleet;
 mod sqlite;
 mod store;
 mod wake;
@@ -20,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::github::{InstallationId, PullRequestRef, RepoName};
 
+pub use fleet::{DroppedItem, WorkerFigures};
 pub use sqlite::{BUSY_TIMEOUT, DATABASE_FILE, RedeliveryRecord, SqlitePendingSet};
 pub use store::{Store, StoreHealth};
 
@@ -184,6 +186,22 @@ pub trait PendingSet: Send + Sync + 'static {
 
     /// Installations paused at `now`, and until when.
     fn pauses(&self, now: SystemTime) -> Result<Vec<Pause>, PendingError>;
+
+    /// Records this worker's figures, with `now` as its heartbeat, for
+    /// `task-list-bot status`. Only a store the host's workers share keeps
+    /// them; others have no one to tell.
+    fn record_worker(
+        &self,
+        _figures: &WorkerFigures,
+        _now: SystemTime,
+    ) -> Result<(), PendingError> {
+        Ok(())
+    }
+
+    /// Remembers an item given up on, for `task-list-bot status`.
+    fn record_dropped(&self, _dropped: &DroppedItem) -> Result<(), PendingError> {
+        Ok(())
+    }
 
     /// Upkeep off the request path, run by the store thread now and then:
     /// forget old delivery ids in small batches, return claims of dead

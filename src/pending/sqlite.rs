@@ -29,8 +29,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::wake::Waker;
 use super::{
-    Added, Backlog, Changed, Claim, DELIVERY_MEMORY, Pause, PendingError, PendingSet,
-    RECHECK_DELAY, REDELIVERY_WINDOW, WorkItem,
+    Added, Backlog, Changed, Claim, DELIVERY_MEMORY, DroppedItem, Pause, PendingError, PendingSet,
+    RECHECK_DELAY, REDELIVERY_WINDOW, WorkItem, WorkerFigures,
 };
 use crate::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
 
@@ -486,6 +486,7 @@ fn create_schema(connection: &mut Connection) -> rusqlite::Result<()> {
         }
     }
     transaction.execute_batch(INDEXES)?;
+    transaction.execute_batch(super::fleet::SCHEMA)?;
     transaction.commit()
 }
 
@@ -787,6 +788,15 @@ impl PendingSet for SqlitePendingSet {
         rows.collect::<Result<_, _>>().map_err(store_error)
     }
 
+    fn record_worker(&self, figures: &WorkerFigures, now: SystemTime) -> Result<(), PendingError> {
+        super::fleet::record_worker(&mut self.connection(), &self.owner, figures, now)
+            .map_err(store_error)
+    }
+
+    fn record_dropped(&self, dropped: &DroppedItem) -> Result<(), PendingError> {
+        super::fleet::record_dropped(&self.connection(), &self.owner, dropped).map_err(store_error)
+    }
+
     fn housekeeping(&self, now: SystemTime) -> Result<(), PendingError> {
         self.maybe_reap()?;
         self.prune_once(now).map(|_| ())
@@ -850,7 +860,7 @@ fn record_all(
     Ok(outcomes)
 }
 
-fn key(item: &WorkItem) -> (i64, &str, &'static str, String) {
+pub(super) fn key(item: &WorkItem) -> (i64, &str, &'static str, String) {
     match item {
         WorkItem::PullRequest(pull) => (
             pull.installation.0 as i64,

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
-use super::{Added, Backlog, Changed, Claim, Pause, PendingError, PendingSet, WorkItem};
+use super::{
+    Added, Backlog, Changed, Claim, DroppedItem, Pause, PendingError, PendingSet, WorkItem,
+    WorkerFigures,
+};
 use crate::github::InstallationId;
 
 /// Deliveries recorded in one transaction at most.
@@ -302,6 +305,18 @@ impl Store {
     /// Installations paused at `now`.
     pub async fn pauses(&self, now: SystemTime) -> Result<Vec<Pause>, PendingError> {
         self.call(move |set| set.pauses(now)).await
+    }
+
+    /// Records this worker's figures and heartbeat for `task-list-bot
+    /// status`, on the store thread.
+    pub async fn record_worker(&self, figures: WorkerFigures) -> Result<(), PendingError> {
+        self.call(move |set| set.record_worker(&figures, SystemTime::now()))
+            .await
+    }
+
+    /// Remembers an item given up on, for `task-list-bot status`.
+    pub async fn record_dropped(&self, dropped: DroppedItem) -> Result<(), PendingError> {
+        self.call(move |set| set.record_dropped(&dropped)).await
     }
 
     /// Items waiting or being worked on, as of the store thread's latest
