@@ -280,8 +280,6 @@ async fn run_fleet(
     let public_key = std::fs::read(&public_key_path)
         .with_context(|| format!("reading {}", public_key_path.display()))?;
     let fake = FakeGitHub::start(APP_ID, &public_key).await;
-    // The bot sends its User-Agent twice; the bot's fix lands separately.
-    fake.set_strict_headers(false);
     // The benchmark drains bursts of thousands of check runs as fast as the
     // fleet can write them: it measures throughput, not pacing, so it goes
     // past GitHub's content-creation limit on purpose.

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --example fake_github -- --listen 127.0.0.1:0 --app-id 1 \
 //!     --public-key tests/data/test-app-key.pub.pem [--addr-file PATH] [--token-ttl-secs N] \
-//!     [--strict-headers] [--content-creation-limits]
+//!     [--lenient-headers] [--content-creation-limits]
 //! ```
 //!
 //! The first line on stdout is the API base URL (`http://127.0.0.1:PORT/api/v3`);
@@ -43,11 +43,10 @@ struct Args {
     /// Lifetime of installation tokens (default: one hour, as GitHub).
     #[arg(long)]
     token_ttl_secs: Option<u64>,
-    /// Refuse requests that repeat a singleton header, as GitHub does. Off
-    /// by default: the end-to-end and chaos drivers run the real bot, which
-    /// sends its User-Agent twice; the bot's fix lands separately.
+    /// Accept requests that repeat a singleton header (User-Agent,
+    /// Authorization, Content-Type, Host), which GitHub refuses with 400.
     #[arg(long)]
-    strict_headers: bool,
+    lenient_headers: bool,
     /// Enforce GitHub's content-creation limit (80 check runs a minute, 500
     /// an hour per installation). Off by default: the chaos driver delivers
     /// hundreds of events to a few installations within a minute, past the
@@ -74,7 +73,7 @@ async fn run(args: Args) -> Result<(), String> {
     let fake = fake_github::FakeGitHub::start_on(args.listen, args.app_id, &key)
         .await
         .map_err(|err| format!("cannot start on {}: {err}", args.listen))?;
-    fake.set_strict_headers(args.strict_headers);
+    fake.set_strict_headers(!args.lenient_headers);
     fake.set_content_creation_limits(args.content_creation_limits);
     if let Some(secs) = args.token_ttl_secs {
         fake.set_token_ttl(Duration::from_secs(secs));

@@ -103,9 +103,6 @@ impl TestBot {
     }
 
     pub async fn serve(github: FakeGitHub, bot: Bot) -> TestBot {
-        // The bot sends its User-Agent twice (octocrab's and its own), which
-        // GitHub refuses with 400; the bot's fix lands separately.
-        github.set_strict_headers(false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let stats = bot.stats();
