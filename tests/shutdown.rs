@@ -46,11 +46,10 @@ async fn a_connection_accepted_before_the_stop_still_gets_its_answer() {
     .await
     .expect("answered, then closed")
     .expect("no reset");
+    // Answered, and then closed (read_to_string saw the end): whether the
+    // answer also says `connection: close` depends on whether the stop
+    // reached this connection before or after its request was read.
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("connection: close"),
-        "{answer}"
-    );
     // The queued check is still written during the drain.
     bot.check_runs_arrived("octo/a", 1).await;
 }
