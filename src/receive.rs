@@ -151,18 +151,8 @@ pub async fn write(config: &Config, event: Event) -> crate::Result<Outcome> {
         .app
         .as_ref()
         .context("receive needs APP_ID and PRIVATE_KEY (or --dry-run)")?;
-    let item = match event {
-        Event::PullRequestChanged { pull, .. } => WorkItem::PullRequest(pull),
-        Event::MergeGroupChecksRequested {
-            installation,
-            repo,
-            head_sha,
-        } => WorkItem::MergeGroup {
-            installation,
-            repo,
-            head_sha,
-        },
-        Event::Ignored { .. } => return Ok(Outcome::default()),
+    let Some(item) = WorkItem::from_event(event) else {
+        return Ok(Outcome::default());
     };
     let pending: Arc<dyn PendingSet> = Arc::new(MemoryPendingSet::new());
     pending

@@ -653,16 +653,7 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted
                 (StatusCode::OK, "dry run\n").into_response(),
             ));
         }
-        Event::PullRequestChanged { pull, .. } => WorkItem::PullRequest(pull),
-        Event::MergeGroupChecksRequested {
-            installation,
-            repo,
-            head_sha,
-        } => WorkItem::MergeGroup {
-            installation,
-            repo,
-            head_sha,
-        },
+        handled => WorkItem::from_event(handled).expect("ignored events are answered above"),
     };
     Ok(Accepted::Record(item, delivery.id))
 }

@@ -57,6 +57,24 @@ pub enum WorkItem {
 }
 
 impl WorkItem {
+    /// The work a delivery asks for; `None` for events the bot ignores.
+    pub fn from_event(event: crate::event::Event) -> Option<WorkItem> {
+        use crate::event::Event;
+        match event {
+            Event::PullRequestChanged { pull, .. } => Some(WorkItem::PullRequest(pull)),
+            Event::MergeGroupChecksRequested {
+                installation,
+                repo,
+                head_sha,
+            } => Some(WorkItem::MergeGroup {
+                installation,
+                repo,
+                head_sha,
+            }),
+            Event::Ignored { .. } => None,
+        }
+    }
+
     pub fn installation(&self) -> InstallationId {
         match self {
             WorkItem::PullRequest(pull) => pull.installation,
