@@ -39,6 +39,11 @@ use crate::github::{
 use crate::metrics::{self, CheckRunOutcome};
 use crate::pending::{Claim, DroppedItem, PendingError, Store, WorkItem};
 
+/// How long no new work must arrive before a woken worker claims.
+const BURST_QUIET: Duration = Duration::from_millis(5);
+/// The longest a woken worker waits for a burst of deliveries to end.
+const BURST_SETTLE: Duration = Duration::from_millis(50);
+
 /// How long and how often the worker tries again.
 #[derive(Debug, Clone)]
 pub struct RetryRules {
@@ -258,7 +263,7 @@ impl Worker {
                 last_cleanup = Instant::now();
             }
             tokio::select! {
-                _ = self.pending.changed() => {}
+                _ = self.pending.changed() => self.let_the_burst_land().await,
                 _ = self.driver_done.notified() => {}
                 _ = tokio::time::sleep(self.until_next_retry().await) => {}
                 _ = stop.cancelled() => {}
@@ -305,6 +310,30 @@ impl Worker {
             }
         }
         tracker.close();
+    }
+
+    /// Waits until new work stops arriving, for [`BURST_QUIET`] and at most
+    /// [`BURST_SETTLE`] in all. Deliveries come in bursts (a pull request's
+    /// events together, a burst spread over the fleet), and every one wakes
+    /// every worker of the host: claiming at each wake-up would compete for
+    /// the store and the CPU with the acknowledgements GitHub is waiting
+    /// for. Work is paced at about a write a second anyway, so starting it
+    /// a few milliseconds later costs nothing.
+    async fn let_the_burst_land(&self) {
+        let settled_by = tokio::time::Instant::now() + BURST_SETTLE;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= settled_by {
+                return;
+            }
+            let quiet_by = settled_by.min(now + BURST_QUIET);
+            if tokio::time::timeout_at(quiet_by, self.pending.changed())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// Whether a stopping worker may exit: it holds no claim, and nothing
