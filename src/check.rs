@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::github::PullRequestState;
-use crate::tasklist::{CheckOutput, TaskList};
+use crate::tasklist::{CheckOutput, Markers, TaskList};
 
 /// The check's name, which branch protection rules refer to.
 pub const CHECK_NAME: &str = "task-list-completed";
@@ -13,6 +13,49 @@ pub const CHECK_NAME: &str = "task-list-completed";
 /// Pull requests by this login keep their body out of the count: Renovate
 /// writes its own checkboxes (for rebasing and the like) into the body.
 const RENOVATE: &str = "renovate[bot]";
+
+/// A kind of document a repository may count tasks from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The pull request's description.
+    Body,
+    /// Issue comments on the pull request.
+    Comments,
+    /// Review bodies.
+    Reviews,
+    /// Comments on lines of the diff.
+    ReviewComments,
+}
+
+impl Source {
+    /// Every source, in the order they are read: today's behaviour.
+    pub const ALL: [Source; 4] = [
+        Source::Body,
+        Source::Comments,
+        Source::Reviews,
+        Source::ReviewComments,
+    ];
+
+    /// The name settings files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Body => "body",
+            Source::Comments => "comments",
+            Source::Reviews => "reviews",
+            Source::ReviewComments => "review_comments",
+        }
+    }
+}
+
+/// How a repository counts tasks; the default is today's behaviour.
+#[derive(Debug, Clone, Copy)]
+pub struct CountRules<'a> {
+    pub markers: &'a Markers,
+    pub ignored_bots: &'a [String],
+    /// Count the body of a pull request opened by Renovate.
+    pub count_renovate_body: bool,
+}
 
 /// Everything a check is computed from, in the order the old app read it.
 pub struct TaskSources<'a> {
@@ -38,16 +81,54 @@ impl<'a> TaskSources<'a> {
         }
     }
 
+    /// Like [`TaskSources::from_state`], with only the documents of the
+    /// chosen `sources` (the body is left out when `Source::Body` is not
+    /// among them); the order stays body, comments, reviews, review comments.
+    pub fn from_state_selected(state: &'a PullRequestState, sources: &[Source]) -> TaskSources<'a> {
+        let chosen = |source: Source, items: &'a [crate::github::Authored]| {
+            let items = if sources.contains(&source) {
+                items
+            } else {
+                &[]
+            };
+            items
+                .iter()
+                .map(|item| (item.login(), item.body.as_deref().unwrap_or("")))
+        };
+        let discussion = chosen(Source::Comments, &state.issue_comments)
+            .chain(chosen(Source::Reviews, &state.reviews))
+            .chain(chosen(Source::ReviewComments, &state.review_comments))
+            .collect();
+        TaskSources {
+            author: &state.pull.user.login,
+            body: state
+                .pull
+                .body
+                .as_deref()
+                .filter(|_| sources.contains(&Source::Body)),
+            discussion,
+        }
+    }
+
     /// The tasks that count: the body unless Renovate wrote it, then every
     /// comment not written by an ignored bot.
     pub fn tasks(&self, ignored_bots: &[String]) -> TaskList {
+        self.tasks_with(&CountRules {
+            markers: &Markers::default(),
+            ignored_bots,
+            count_renovate_body: false,
+        })
+    }
+
+    /// [`TaskSources::tasks`] under a repository's rules.
+    pub fn tasks_with(&self, rules: &CountRules<'_>) -> TaskList {
         let mut tasks = TaskList::default();
-        if !self.author.contains(RENOVATE) {
-            tasks.extend_from(self.body.unwrap_or(""));
+        if rules.count_renovate_body || !self.author.contains(RENOVATE) {
+            tasks.extend_from_with(self.body.unwrap_or(""), rules.markers);
         }
         for (author, body) in &self.discussion {
-            if !ignored_bots.iter().any(|bot| bot == author) {
-                tasks.extend_from(body);
+            if !rules.ignored_bots.iter().any(|bot| bot == author) {
+                tasks.extend_from_with(body, rules.markers);
             }
         }
         tasks
@@ -183,6 +264,64 @@ mod tests {
         let tasks = sources.tasks(&bots());
         assert_eq!(tasks.render().title, "1 / 1 tasks completed");
         assert!(tasks.is_complete());
+    }
+
+    fn state_with_every_source() -> PullRequestState {
+        let authored = |login: &str, body: &str| crate::github::Authored {
+            user: Some(crate::github::User {
+                login: login.into(),
+            }),
+            body: Some(body.into()),
+        };
+        PullRequestState {
+            pull: crate::github::PullRequest {
+                number: 1,
+                state: "open".into(),
+                merged: false,
+                body: Some("- [ ] body".into()),
+                user: crate::github::User {
+                    login: "renovate[bot]".into(),
+                },
+                head: crate::github::Head { sha: "abc".into() },
+            },
+            issue_comments: vec![authored("alice", "- [ ] comment")],
+            reviews: vec![authored("bob", "- [ ] review")],
+            review_comments: vec![authored("carol", "- [ ] review comment")],
+        }
+    }
+
+    fn texts(tasks: &TaskList) -> Vec<&str> {
+        tasks.required.iter().map(|t| t.text.as_str()).collect()
+    }
+
+    #[test]
+    fn a_repository_may_choose_its_sources_and_count_renovate_bodies() {
+        let state = state_with_every_source();
+        let markers = Markers::default();
+        let rules = CountRules {
+            markers: &markers,
+            ignored_bots: &[],
+            count_renovate_body: true,
+        };
+        let all = TaskSources::from_state_selected(&state, &Source::ALL).tasks_with(&rules);
+        assert_eq!(texts(&all), ["body", "comment", "review", "review comment"]);
+        let some = TaskSources::from_state_selected(&state, &[Source::Reviews, Source::Body])
+            .tasks_with(&rules);
+        assert_eq!(texts(&some), ["body", "review"]);
+        let bots = ["bob".to_owned()];
+        let without_renovate = CountRules {
+            ignored_bots: &bots,
+            count_renovate_body: false,
+            ..rules
+        };
+        let today =
+            TaskSources::from_state_selected(&state, &Source::ALL).tasks_with(&without_renovate);
+        assert_eq!(texts(&today), ["comment", "review comment"]);
+        assert_eq!(
+            today,
+            TaskSources::from_state(&state).tasks(&bots),
+            "the defaults are today's behaviour"
+        );
     }
 
     #[test]

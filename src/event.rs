@@ -124,6 +124,86 @@ impl Event {
     }
 }
 
+/// A `push` delivery, as far as per-repository settings care: which files
+/// it may have changed on the default branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub installation: Option<InstallationId>,
+    pub repo: RepoName,
+    /// Whether it moved the default branch, where settings are read from.
+    pub to_default_branch: bool,
+    /// Files its commits added, modified or removed.
+    pub paths: std::collections::BTreeSet<String>,
+    /// Whether `paths` may be incomplete: a forced push or a deletion lists
+    /// no commits for what changed, and GitHub lists at most 2048 commits.
+    pub paths_incomplete: bool,
+}
+
+impl Push {
+    /// GitHub lists at most this many commits in a push payload.
+    const MAX_LISTED_COMMITS: usize = 2048;
+
+    /// Decodes a `push` payload.
+    pub fn decode(payload: &[u8]) -> Result<Push, DecodeError> {
+        #[derive(Deserialize)]
+        struct Payload {
+            #[serde(rename = "ref")]
+            git_ref: String,
+            #[serde(default)]
+            forced: bool,
+            #[serde(default)]
+            deleted: bool,
+            #[serde(default)]
+            commits: Vec<Commit>,
+            repository: PushRepository,
+            installation: Option<Installation>,
+        }
+        #[derive(Deserialize)]
+        struct PushRepository {
+            full_name: String,
+            default_branch: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Commit {
+            #[serde(default)]
+            added: Vec<String>,
+            #[serde(default)]
+            modified: Vec<String>,
+            #[serde(default)]
+            removed: Vec<String>,
+        }
+        let p: Payload = serde_json::from_slice(payload).map_err(|source| DecodeError {
+            event: "push".into(),
+            source,
+        })?;
+        let to_default_branch = p
+            .repository
+            .default_branch
+            .is_some_and(|branch| p.git_ref == format!("refs/heads/{branch}"));
+        let paths_incomplete = p.forced
+            || p.deleted
+            || p.commits.is_empty()
+            || p.commits.len() >= Self::MAX_LISTED_COMMITS;
+        let paths = p
+            .commits
+            .into_iter()
+            .flat_map(|c| c.added.into_iter().chain(c.modified).chain(c.removed))
+            .collect();
+        Ok(Push {
+            installation: p.installation.map(|i| InstallationId(i.id)),
+            repo: RepoName(p.repository.full_name),
+            to_default_branch,
+            paths,
+            paths_incomplete,
+        })
+    }
+
+    /// Whether this push may have changed `path` on the default branch.
+    pub fn may_touch(&self, path: &str) -> bool {
+        self.to_default_branch && (self.paths_incomplete || self.paths.contains(path))
+    }
+}
+
 /// The events and actions the old app reacted to, plus comment and review
 /// edits and deletions, which change tasks just as much.
 fn is_handled(event: &str, action: &str) -> bool {
@@ -222,6 +302,49 @@ struct MergeGroup {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn push_payload(git_ref: &str, commits: serde_json::Value) -> Vec<u8> {
+        json!({
+            "ref": git_ref,
+            "forced": false,
+            "deleted": false,
+            "commits": commits,
+            "repository": {"full_name": "octo/repo", "default_branch": "main"},
+            "installation": {"id": 9}
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_push_tells_which_files_it_may_have_changed_on_the_default_branch() {
+        let settings = ".github/task-list-completed.yml";
+        let commits = json!([
+            {"added": ["src/a.rs"], "modified": [settings], "removed": []},
+            {"added": [], "modified": ["README.md"], "removed": ["old.txt"]}
+        ]);
+        let push = Push::decode(&push_payload("refs/heads/main", commits.clone())).unwrap();
+        assert_eq!(push.installation, Some(InstallationId(9)));
+        assert_eq!(push.repo, RepoName("octo/repo".into()));
+        assert!(push.may_touch(settings) && push.may_touch("old.txt"));
+        assert!(!push.may_touch("other.yml"));
+
+        let topic = Push::decode(&push_payload("refs/heads/topic", commits)).unwrap();
+        assert!(!topic.may_touch(settings), "other branches do not count");
+
+        let untouched = json!([{"added": [], "modified": ["README.md"], "removed": []}]);
+        let push = Push::decode(&push_payload("refs/heads/main", untouched)).unwrap();
+        assert!(!push.may_touch(settings));
+
+        let no_commits = Push::decode(&push_payload("refs/heads/main", json!([]))).unwrap();
+        assert!(
+            no_commits.may_touch(settings),
+            "a push listing nothing may change anything"
+        );
+
+        let malformed = Push::decode(br#"{"ref": 1}"#).unwrap_err();
+        assert_eq!(malformed.event, "push");
+    }
 
     fn pull_request_payload(action: &str) -> serde_json::Value {
         json!({

@@ -20,6 +20,8 @@
 //! * [`worker`]: the loop that spends per-installation write slots.
 //! * [`server`]: [`server::run`] ties them together until shutdown.
 //! * [`redeliver`]: asks GitHub again for deliveries no worker answered.
+//! * [`repo_settings`]: per-repository settings files, their inheritance
+//!   and their cache.
 //!
 //! The library never reads systemd's variables: the binary hands it a
 //! listener, the settings and a shutdown signal.
@@ -30,6 +32,7 @@ pub mod event;
 pub mod github;
 pub mod pending;
 pub mod redeliver;
+pub mod repo_settings;
 pub mod server;
 pub mod tasklist;
 pub mod webhook;
