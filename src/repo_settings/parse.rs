@@ -273,9 +273,7 @@ impl Walker<'_> {
     fn when_incomplete(&mut self, node: &MarkedYaml<'_>, key: &str) -> Option<WhenIncomplete> {
         let names: Vec<&str> = WhenIncomplete::ALL.iter().map(|w| w.name()).collect();
         let expected = format!("one of {}", names.join(", "));
-        let Some(text) = self.string(node, key) else {
-            return None;
-        };
+        let text = self.string(node, key)?;
         let found = WhenIncomplete::ALL.into_iter().find(|w| w.name() == text);
         if found.is_none() {
             self.error(
