@@ -47,6 +47,35 @@ pub const SETTINGS_PATH: &str = ".github/task-list-completed.yml";
 /// The repository that holds an owner's shared settings.
 pub const OWNER_SETTINGS_REPO: &str = ".github";
 
+/// The schema, for `task-list-bot config --help` (and the README).
+pub const SCHEMA_HELP: &str = "\
+Per-repository settings: .github/task-list-completed.yml on the default branch.
+
+Lookup (as Probot's context.config): the repository's file; if it has none,
+the same file in the owner's .github repository; then, while the last file
+read has _extends, the file it names. Nearer files win; lists are joined
+(the base's items first). Every key is optional; the defaults are the
+bot's behaviour without a file. A file with any error applies none of its
+settings: the check uses the defaults and lists the errors.
+
+  when_incomplete: in_progress   # in_progress | failure | action_required | neutral:
+                                 # what the check says while tasks remain
+  markers:
+    skip: [\"POST-MERGE\", \"N/A\"]  # items containing these are not counted
+    optional: [\"OPTIONAL\"]       # items containing these never block
+    case_sensitive: true
+  sources: [body, comments, reviews, review_comments]   # where tasks are counted
+  ignored_bots: [\"linear\", \"linear[bot]\", \"coderabbitai[bot]\"]
+                                 # default: the server's IGNORED_BOTS
+  count_renovate_body: false     # count the body of Renovate's pull requests
+  first_check_delay: 0s          # wait after a pull request opens before its
+                                 # first check: 30s, 2m, 1m30s; at most 1h
+  check_name: task-list-completed   # non-empty, one line, at most 255 bytes
+  _extends: .github              # repo, owner/repo or owner/repo:path/file.yml
+
+The App needs read access to the file (Single file: .github/task-list-completed.yml,
+or Contents: read) and the push event, which refreshes the settings at once.";
+
 /// The longest `first_check_delay` a repository may ask for: the pull
 /// request has no check at all meanwhile.
 pub const MAX_FIRST_CHECK_DELAY: Duration = Duration::from_secs(60 * 60);
