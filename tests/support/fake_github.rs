@@ -33,6 +33,7 @@
 //! | `POST /repos/{o}/{r}/check-runs`, `GET /repos/{o}/{r}/check-runs/{id}` | installation token |
 //! | `GET /repos/{o}/{r}/commits/{ref}/check-runs` (page paginated) | installation token |
 //! | `GET /rate_limit` (does not count against the limit, as on GitHub) | installation token |
+//! | `GET /repos/{o}/{r}/contents/{path}` (raw or JSON, `ETag`/`304`, permissions: `fake_contents.rs`) | installation token |
 //!
 //! Anything else is `404 {"message":"Not Found"}`.
 //!
@@ -477,6 +478,12 @@ pub enum Resource {
 
 // ---------------------------------------------------------------------------
 // The handle
+// The contents API (settings files): its own file, wired in below.
+#[path = "fake_contents.rs"]
+mod contents;
+#[allow(unused_imports)] // Not every crate that includes the fake reads settings.
+pub use contents::ContentsAccess;
+
 // ---------------------------------------------------------------------------
 
 /// A running fake. Cheap to clone; all clones share one state.
@@ -879,6 +886,7 @@ fn repo_key(full_name: &str) -> String {
 }
 
 struct Model {
+    contents: contents::Contents,
     next_id: u64,
     next_repo_id: u64,
     /// Keyed by [`repo_key`].
@@ -1057,6 +1065,7 @@ impl RateSnapshot {
 impl Model {
     fn new() -> Model {
         Model {
+            contents: contents::Contents::default(),
             next_id: 1001,
             next_repo_id: 500_001,
             repos: BTreeMap::new(),
@@ -2390,7 +2399,7 @@ async fn serve_api(call: &Call<'_>, method: &str, path: &str, ex: &mut Exchange)
         }
     }
 
-    if !matches!(route, Route::RateLimit) {
+    if !matches!(route, Route::RateLimit) && !contents::not_modified(call, &route) {
         let charged = call.shared.model().charge_rate(ex.bucket);
         match charged {
             Ok(rate) => ex.rate = Some(rate),
@@ -2426,8 +2435,13 @@ fn github_response(reply: Reply, rate: RateSnapshot) -> Response {
 
 /// The reply as a response with a JSON body and its own headers.
 fn plain_response(reply: Reply) -> Response {
-    let body = if reply.status == StatusCode::NO_CONTENT {
+    let body = if matches!(
+        reply.status,
+        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+    ) {
         Body::empty()
+    } else if let (true, Value::String(raw)) = (contents::is_raw(&reply), &reply.body) {
+        Body::from(raw.clone())
     } else {
         Body::from(reply.body.to_string())
     };
@@ -2544,6 +2558,7 @@ enum Route {
     CreateCheckRun(RepoPath),
     GetCheckRun(RepoPath, u64),
     ListCheckRunsForRef(RepoPath, String),
+    GetContents(RepoPath, String),
 }
 
 /// How a route must be authenticated.
@@ -2589,7 +2604,7 @@ impl Route {
             ("GET", ["commits", git_ref @ .., "check-runs"]) if !git_ref.is_empty() => {
                 Route::ListCheckRunsForRef(repo, git_ref.join("/"))
             }
-            _ => return None,
+            _ => return contents::route(repo, method, rest),
         };
         Some(route)
     }
@@ -2686,6 +2701,7 @@ impl Route {
             Route::ListCheckRunsForRef(..) => {
                 "https://docs.github.com/rest/checks/runs#list-check-runs-for-a-git-reference"
             }
+            Route::GetContents(..) => contents::docs(),
         }
     }
 
@@ -2700,7 +2716,8 @@ impl Route {
             | Route::ListReviewComments(r, _)
             | Route::CreateCheckRun(r)
             | Route::GetCheckRun(r, _)
-            | Route::ListCheckRunsForRef(r, _) => Some(r),
+            | Route::ListCheckRunsForRef(r, _)
+            | Route::GetContents(r, _) => Some(r),
             _ => None,
         }
     }
@@ -2751,6 +2768,7 @@ impl Route {
             Route::ListCheckRunsForRef(repo, git_ref) => {
                 handlers::list_check_runs(call, repo, git_ref, docs)
             }
+            Route::GetContents(repo, path) => contents::get(call, repo, path, caller),
         }
     }
 }
