@@ -22,10 +22,15 @@ use crate::github::{GitHubError, RepoName};
 /// How long a result is used before it is revalidated, by default.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5 * 60);
 
+/// Repositories whose settings one worker keeps at most; beyond this the
+/// longest unchecked results make room (they are read again when needed).
+pub const MAX_CACHED_REPOS: usize = 10_000;
+
 /// The settings of the repositories seen lately.
 pub struct SettingsCache {
     defaults: RepoSettings,
     max_age: Duration,
+    capacity: usize,
     /// A std Mutex: held for map operations only, never across a request.
     state: Mutex<State>,
 }
@@ -60,8 +65,15 @@ impl SettingsCache {
         SettingsCache {
             defaults,
             max_age,
+            capacity: MAX_CACHED_REPOS,
             state: Mutex::default(),
         }
+    }
+
+    /// Keeps at most `capacity` repositories instead of [`MAX_CACHED_REPOS`].
+    pub fn with_capacity(mut self, capacity: usize) -> SettingsCache {
+        self.capacity = capacity.max(1);
+        self
     }
 
     pub fn defaults(&self) -> &RepoSettings {
@@ -134,6 +146,30 @@ impl SettingsCache {
             };
             depends_on.push(file);
         }
+        if state.repos.len() >= self.capacity && !state.repos.contains_key(repo) {
+            let oldest = state
+                .repos
+                .iter()
+                .min_by_key(|(_, entry)| entry.checked_at)
+                .map(|(name, _)| name.clone());
+            if let Some(oldest) = oldest {
+                state.repos.remove(&oldest);
+            }
+            let still_used: std::collections::HashSet<&FileRef> = state
+                .repos
+                .values()
+                .flat_map(|entry| entry.depends_on.iter())
+                .collect();
+            let unused: Vec<FileRef> = state
+                .files
+                .keys()
+                .filter(|file| !still_used.contains(file) && !depends_on.contains(file))
+                .cloned()
+                .collect();
+            for file in unused {
+                state.files.remove(&file);
+            }
+        }
         state.repos.insert(
             repo.clone(),
             Entry {
@@ -149,6 +185,15 @@ impl SettingsCache {
                 not_modified: resolution.not_modified,
             },
         ))
+    }
+
+    /// How many repositories' settings are kept now.
+    pub fn len(&self) -> usize {
+        self.state().repos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Forgets every result made from `file` (present or absent), and the

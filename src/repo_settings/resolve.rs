@@ -576,4 +576,25 @@ pub(crate) mod tests {
         assert!(cost.asked_github && cost.not_modified == 0);
         assert_eq!(changed.settings.when_incomplete, WhenIncomplete::Neutral);
     }
+
+    #[tokio::test]
+    async fn the_cache_keeps_a_bounded_number_of_repositories() {
+        use crate::repo_settings::SettingsCache;
+        let source = MapSource::default();
+        let cache =
+            SettingsCache::new(RepoSettings::default(), Duration::from_secs(3600)).with_capacity(3);
+        for i in 0..5 {
+            cache
+                .for_repo(&source, &RepoName(format!("octo/r{i}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(cache.len(), 3);
+        // The newest are kept: asking again for the last costs nothing.
+        let (_, cost) = cache
+            .lookup(&source, &RepoName("octo/r4".into()))
+            .await
+            .unwrap();
+        assert!(!cost.asked_github);
+    }
 }
