@@ -10,14 +10,14 @@
 //! 3. then, as long as the last file read has an `_extends` key, the file it
 //!    names (`repo`, `owner/repo` or `owner/repo:path`).
 //!
-//! Files are merged as Probot merges them (see [`resolve`]); keys no file
+//! Files are merged as Probot merges them (see [`mod@resolve`]); keys no file
 //! sets keep their default, which is today's behaviour.
 //!
 //! The pieces, each testable alone:
 //!
 //! * [`parse`]: one file's text → a [`parse::Layer`] and every error in it,
 //!   with file, line, column and key; no I/O.
-//! * [`resolve`]: the lookup order over a [`SettingsSource`], the merge, and
+//! * [`mod@resolve`]: the lookup order over a [`SettingsSource`], the merge, and
 //!   the result [`Effective`]: the settings and what went wrong.
 //! * [`cache`]: per-repository results in process, revalidated with ETags.
 //! * [`contents`]: the [`SettingsSource`] over GitHub's contents API.
@@ -108,6 +108,14 @@ impl WhenIncomplete {
         WhenIncomplete::ActionRequired,
         WhenIncomplete::Neutral,
     ];
+
+    /// A check run's `status` and `conclusion` while required tasks remain.
+    pub fn status_and_conclusion(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            WhenIncomplete::InProgress => ("in_progress", None),
+            other => ("completed", Some(other.name())),
+        }
+    }
 
     /// The name settings files use (also the check run's status or
     /// conclusion).
@@ -289,5 +297,48 @@ impl Effective {
             text.push_str(&format!("- `{error}`\n"));
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incomplete_check_is_in_progress_or_completed_with_the_chosen_conclusion() {
+        assert_eq!(
+            WhenIncomplete::InProgress.status_and_conclusion(),
+            ("in_progress", None)
+        );
+        for (when, conclusion) in [
+            (WhenIncomplete::Failure, "failure"),
+            (WhenIncomplete::ActionRequired, "action_required"),
+            (WhenIncomplete::Neutral, "neutral"),
+        ] {
+            assert_eq!(
+                when.status_and_conclusion(),
+                ("completed", Some(conclusion))
+            );
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_todays_behaviour_and_print_as_a_valid_file() {
+        let defaults = RepoSettings::default();
+        assert_eq!(defaults.check_name, CHECK_NAME);
+        assert_eq!(defaults.sources, Source::ALL);
+        assert_eq!(defaults.markers, Markers::default());
+        assert_eq!(
+            defaults.ignored_bots,
+            ["linear", "linear[bot]", "coderabbitai[bot]"]
+        );
+        // What `config check` prints reads back to the same settings.
+        let (layer, errors) = parse::parse("printed", &defaults.to_yaml());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            resolve::merge(&RepoSettings::with_ignored_bots(vec![]), [layer]),
+            defaults
+        );
+        assert_eq!(format_duration(Duration::from_secs(3725)), "1h2m5s");
     }
 }
