@@ -334,6 +334,8 @@ pub(crate) mod tests {
         pub files: Mutex<HashMap<FileRef, (String, String)>>,
         pub forbidden: Vec<String>,
         pub requests: Mutex<Vec<(FileRef, Option<String>)>>,
+        /// Answer every request as GitHub being unreachable.
+        pub down: std::sync::atomic::AtomicBool,
     }
 
     impl MapSource {
@@ -366,6 +368,14 @@ pub(crate) mod tests {
                 .lock()
                 .unwrap()
                 .push((file.clone(), etag.map(str::to_owned)));
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Fetched::Unavailable(GitHubError::Unreachable {
+                    method: http::Method::GET,
+                    path: file.to_string(),
+                    attempts: 1,
+                    cause: "down".into(),
+                });
+            }
             if self.forbidden.contains(&repo.0) {
                 return Fetched::Forbidden;
             }
@@ -596,5 +606,23 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert!(!cost.asked_github);
+    }
+
+    #[tokio::test]
+    async fn an_outage_serves_the_last_settings_read_or_fails_without_any() {
+        use crate::repo_settings::SettingsCache;
+        use std::sync::atomic::Ordering;
+        let source = MapSource::with(&[("octo/app", P, "when_incomplete: failure\n")]);
+        let cache = SettingsCache::new(RepoSettings::default(), Duration::ZERO);
+        let repo = RepoName("octo/app".into());
+        cache.for_repo(&source, &repo).await.unwrap();
+        source.down.store(true, Ordering::SeqCst);
+        let stale = cache.for_repo(&source, &repo).await.unwrap();
+        assert_eq!(stale.settings.when_incomplete, WhenIncomplete::Failure);
+        let error = cache
+            .for_repo(&source, &RepoName("octo/new".into()))
+            .await
+            .unwrap_err();
+        assert!(error.is_transient(), "{error}");
     }
 }
