@@ -11,12 +11,14 @@
 //!
 //! It prints one Markdown table: burst drain times against the ideal
 //! `events / (workers × installations × WRITE_RATE)`, acknowledgement
-//! latency, ingest capacity and CPU per webhook, memory, start-up time and
+//! latency (bursts 1 and 2: 60 signed pull-request deliveries, each on its
+//! own connection, all written at the same instant by this compiled client,
+//! timed from the write to the answer; target p99 ≤ 10 ms), ingest capacity and CPU per webhook, memory, start-up time and
 //! installation tokens, each with its target, plus a verification of every
 //! check run. A missed target is reported, never fatal; the exit status is
 //! non-zero only when the benchmark breaks or a check is wrong or missing.
 
-#[path = "../tests/support/fake_github.rs"]
+#[path = "../tests/support/fake_github/mod.rs"]
 mod fake_github;
 #[path = "../tests/support/webhooks.rs"]
 mod webhooks;
@@ -278,6 +280,10 @@ async fn run_fleet(
     let public_key = std::fs::read(&public_key_path)
         .with_context(|| format!("reading {}", public_key_path.display()))?;
     let fake = FakeGitHub::start(APP_ID, &public_key).await;
+    // The benchmark drains bursts of thousands of check runs as fast as the
+    // fleet can write them: it measures throughput, not pacing, so it goes
+    // past GitHub's content-creation limit on purpose.
+    fake.set_content_creation_limits(false);
     let plans = Plans::seed(&fake, sizes);
     let run_dir = std::env::temp_dir().join(format!("tlb-fleet-{}-{workers}w", std::process::id()));
     let _ = std::fs::remove_dir_all(&run_dir);

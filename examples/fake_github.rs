@@ -3,16 +3,17 @@
 //!
 //! ```text
 //! cargo run --example fake_github -- --listen 127.0.0.1:0 --app-id 1 \
-//!     --public-key tests/data/test-app-key.pub.pem [--addr-file PATH] [--token-ttl-secs N]
+//!     --public-key tests/data/test-app-key.pub.pem [--addr-file PATH] [--token-ttl-secs N] \
+//!     [--lenient-headers] [--content-creation-limits]
 //! ```
 //!
 //! The first line on stdout is the API base URL (`http://127.0.0.1:PORT/api/v3`);
 //! with `--addr-file` the same line is written to that file (atomically, so a
 //! script polling for the file never reads half of it). Seed state, inject
 //! faults and read what arrived through the `/_fake/...` admin endpoints
-//! documented in `tests/support/fake_github.rs`. Stops on SIGINT or SIGTERM.
+//! documented in `tests/support/fake_github/mod.rs`. Stops on SIGINT or SIGTERM.
 
-#[path = "../tests/support/fake_github.rs"]
+#[path = "../tests/support/fake_github/mod.rs"]
 mod fake_github;
 
 use std::io::Write as _;
@@ -42,6 +43,16 @@ struct Args {
     /// Lifetime of installation tokens (default: one hour, as GitHub).
     #[arg(long)]
     token_ttl_secs: Option<u64>,
+    /// Accept requests that repeat a singleton header (User-Agent,
+    /// Authorization, Content-Type, Host), which GitHub refuses with 400.
+    #[arg(long)]
+    lenient_headers: bool,
+    /// Enforce GitHub's content-creation limit (80 check runs a minute, 500
+    /// an hour per installation). Off by default: the chaos driver delivers
+    /// hundreds of events to a few installations within a minute, past the
+    /// limit on purpose, to test crash recovery rather than pacing.
+    #[arg(long)]
+    content_creation_limits: bool,
 }
 
 #[tokio::main]
@@ -62,6 +73,8 @@ async fn run(args: Args) -> Result<(), String> {
     let fake = fake_github::FakeGitHub::start_on(args.listen, args.app_id, &key)
         .await
         .map_err(|err| format!("cannot start on {}: {err}", args.listen))?;
+    fake.set_strict_headers(!args.lenient_headers);
+    fake.set_content_creation_limits(args.content_creation_limits);
     if let Some(secs) = args.token_ttl_secs {
         fake.set_token_ttl(Duration::from_secs(secs));
     }

@@ -5,9 +5,12 @@
 #
 # 1. cargo build --release --bin task-list-bot (skipped with --no-build, when
 #    target/release/task-list-bot is already built)
-# 2. the man page: task-list-bot man | gzip -9n > target/man/task-list-bot.1.gz
+# 2. the man page: packaging/task-list-bot.1 must be what `task-list-bot man`
+#    prints; when it is not, it is rewritten (and should be committed)
 # 3. cargo deb --no-build (assets, scripts and metadata: [package.metadata.deb]
 #    in Cargo.toml, files in packaging/)
+#
+# `cargo deb` by itself builds the same package from the committed man page.
 #
 # --deb-version overrides the package version (e.g. 0.1.0-2 for an upgrade
 # test); --output is passed to cargo deb (a file or a directory). Prints the
@@ -45,12 +48,22 @@ if ((BUILD)); then
     cargo build --release --locked --bin task-list-bot
 fi
 [[ -x $BIN ]] || { echo "no release binary at $BIN (build it, or drop --no-build)" >&2; exit 2; }
+# The test-only fault hook (cargo feature fault-injection) never ships.
+if grep -q TASK_LIST_BOT_FAULT "$BIN"; then
+    echo "$BIN was built with --features fault-injection: rebuild it without (drop --no-build)" >&2
+    exit 2
+fi
 
-# The man page asset is named target/man/… in Cargo.toml, relative to the
-# crate; its content comes from the binary's clap definitions.
-mkdir -p target/man
-"$BIN" man | gzip -9n >target/man/task-list-bot.1.gz.tmp
-mv target/man/task-list-bot.1.gz.tmp target/man/task-list-bot.1.gz
+# The man page asset (packaging/task-list-bot.1, gzipped by cargo deb) comes
+# from the binary's clap definitions: the package holds this binary's page.
+PAGE=packaging/task-list-bot.1
+"$BIN" man >"$PAGE.tmp"
+if cmp -s "$PAGE.tmp" "$PAGE"; then
+    rm "$PAGE.tmp"
+else
+    mv "$PAGE.tmp" "$PAGE"
+    echo "note: $PAGE was out of date and has been regenerated from $BIN; commit it" >&2
+fi
 
 out=$(cargo deb --no-build --locked "${DEB_ARGS[@]}")
 echo "$out"

@@ -11,6 +11,19 @@ use std::time::Duration;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
+/// The longest back-off between two tries of an item while GitHub fails.
+pub const RETRY_BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
+
+/// GitHub's advice for a secondary rate limit without `Retry-After`: wait at
+/// least a minute.
+pub const MIN_SECONDARY_PAUSE: Duration = Duration::from_secs(60);
+
+/// The longest pause repeated secondary rate limits grow to.
+pub const MAX_SECONDARY_PAUSE: Duration = Duration::from_secs(15 * 60);
+
+/// The longest `RETRY_FOR` accepted.
+const MAX_RETRY_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Bots whose comments may carry checkboxes that are not the author's tasks.
 pub const DEFAULT_IGNORED_BOTS: &str = "linear,linear[bot],coderabbitai[bot]";
 
@@ -46,6 +59,10 @@ pub struct Settings {
     /// trace, debug, info, warn, error or fatal.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Log lines on standard error: pretty (for people; short is the same)
+    /// or json (one JSON object a line). The journal always gets its own fields.
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
+    pub log_format: String,
     /// GitHub Enterprise host (`host[:port]`); the API is then {protocol}://{host}/api/v3.
     #[arg(long, env = "GHE_HOST")]
     pub ghe_host: Option<String>,
@@ -64,6 +81,25 @@ pub struct Settings {
     /// Seconds a stopping worker spends writing queued checks before it exits.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "20")]
     pub drain_timeout: String,
+    /// How long a check keeps being retried while GitHub fails (5xx, timeouts,
+    /// no connection): seconds, or a number with s, m, h or d.
+    #[arg(long, env = "RETRY_FOR", default_value = "24h")]
+    pub retry_for: String,
+    /// Connections one worker holds open at once; past it the worker stops
+    /// accepting and the other workers of the fleet take them.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value = "4096")]
+    pub max_connections: String,
+    /// Seconds a client may take to send a whole request, headers and body
+    /// (GitHub gives up on a delivery after 10 s).
+    #[arg(long, env = "RECEIVE_TIMEOUT", default_value = "10")]
+    pub receive_timeout: String,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value = "5")]
+    pub keep_alive_timeout: String,
+    /// MiB of request bodies one worker holds in memory at once; larger
+    /// uploads wait for room, or get 503.
+    #[arg(long, env = "BODY_BUDGET_MB", default_value = "64")]
+    pub body_budget_mb: String,
     /// This worker's name in logs and status (systemd units set the instance).
     #[arg(long, env = "WORKER")]
     pub worker: Option<String>,
@@ -72,9 +108,27 @@ pub struct Settings {
     /// $XDG_STATE_HOME/task-list-bot, or ~/.local/state/task-list-bot.
     #[arg(long, env = "STATE_DIRECTORY")]
     pub state_directory: Option<PathBuf>,
+    /// Serve Prometheus metrics at /metrics on this port plus the worker's
+    /// number (WORKER=N: METRICS_PORT+N; otherwise METRICS_PORT itself).
+    /// Unset: no metrics endpoint.
+    #[arg(long, env = "METRICS_PORT")]
+    pub metrics_port: Option<String>,
+    /// Address the metrics endpoint binds (loopback unless changed).
+    #[arg(long, env = "METRICS_HOST", default_value = DEFAULT_METRICS_HOST)]
+    pub metrics_host: String,
     /// Make no GitHub calls: compute checks from payloads and log them as JSON.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// The metrics endpoint answers on loopback only unless told otherwise.
+pub const DEFAULT_METRICS_HOST: &str = "127.0.0.1";
+
+/// Where this worker serves its metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsEndpoint {
+    pub host: String,
+    pub port: u16,
 }
 
 /// A setting that stops start-up, with the name the operator knows it by.
@@ -112,6 +166,7 @@ pub struct Config {
     pub host: Option<String>,
     pub port: u16,
     pub log_level: tracing::Level,
+    pub log_format: LogFormat,
     /// Base of the REST API, without a trailing slash.
     pub github_api_url: String,
     /// Writes per second per installation.
@@ -119,10 +174,65 @@ pub struct Config {
     pub ignored_bots: Vec<String>,
     pub request_timeout: Duration,
     pub drain_timeout: Duration,
+    /// How long an item is retried through transient failures ([`RETRY_FOR`](Settings::retry_for)).
+    pub retry_for: Duration,
+    /// The longest back-off between retries of an item; not a setting
+    /// (tests shorten it).
+    pub retry_backoff_cap: Duration,
+    /// The shortest pause after a secondary rate limit, doubled on repeats
+    /// up to [`MAX_SECONDARY_PAUSE`]; not a setting (tests shorten it).
+    pub min_secondary_pause: Duration,
+    /// What one worker accepts from senders: connections, time, body bytes.
+    pub limits: ServerLimits,
     pub worker: String,
     /// Where the durable pending set lives; `None` keeps it in memory.
     pub state_directory: Option<PathBuf>,
+    /// This worker's metrics endpoint; `None`: no metrics served.
+    pub metrics: Option<MetricsEndpoint>,
     pub dry_run: bool,
+}
+
+/// Bounds on what senders can make one worker hold: the webhook port faces
+/// the internet, so no sender may exhaust its file descriptors, tasks or
+/// memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Open connections at once; past it the worker stops accepting.
+    pub max_connections: usize,
+    /// Time for a whole request (headers and body), from its first byte
+    /// (from the accept for a connection's first request).
+    pub receive_timeout: Duration,
+    /// Time an idle keep-alive connection stays open.
+    pub keep_alive_timeout: Duration,
+    /// Bytes of request bodies held in memory at once.
+    pub body_budget: usize,
+}
+
+impl ServerLimits {
+    /// The smallest body budget: one delivery of GitHub's largest size
+    /// must fit in the part of the budget large bodies may use.
+    pub const MIN_BODY_BUDGET_MB: usize = 34;
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 4096,
+            receive_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            body_budget: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// How log lines are written to standard error (Probot's `LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line per event for people to read (`pretty`, or `short` as older
+    /// Probot versions called it).
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// Where files handed over by the service manager live (systemd's
@@ -161,15 +271,35 @@ impl Config {
         let port = settings.port.trim().parse::<u16>().map_err(|_| {
             ConfigError::new("PORT", format!("{:?} is not a port number", settings.port))
         })?;
-        let write_rate = parse_positive_f64("WRITE_RATE", &settings.write_rate)?;
-        let request_timeout = parse_seconds("REQUEST_TIMEOUT", &settings.request_timeout)?;
+        let write_rate = parse_write_rate(&settings.write_rate)?;
+        let request_timeout = parse_positive_seconds("REQUEST_TIMEOUT", &settings.request_timeout)?;
         let drain_timeout = parse_seconds("DRAIN_TIMEOUT", &settings.drain_timeout)?;
+        let retry_for = parse_duration("RETRY_FOR", &settings.retry_for)?;
+        if drain_timeout > MAX_DRAIN_TIMEOUT {
+            // A stopping worker asks systemd for this much time
+            // (EXTEND_TIMEOUT_USEC); more than an hour is a typo.
+            return Err(ConfigError::new(
+                "DRAIN_TIMEOUT",
+                format!(
+                    "{:?} is more than {} seconds",
+                    settings.drain_timeout,
+                    MAX_DRAIN_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        let limits = server_limits(settings)?;
         if !settings.webhook_path.starts_with('/') {
             return Err(ConfigError::new(
                 "WEBHOOK_PATH",
                 format!("{:?} must start with '/'", settings.webhook_path),
             ));
         }
+        let worker = settings
+            .worker
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| std::process::id().to_string());
+        let metrics = metrics_endpoint(settings, &worker)?;
         Ok(Config {
             app,
             webhook_secret,
@@ -177,6 +307,7 @@ impl Config {
             host: settings.host.clone().filter(|h| !h.trim().is_empty()),
             port,
             log_level: parse_log_level(&settings.log_level)?,
+            log_format: parse_log_format(&settings.log_format)?,
             github_api_url: github_api_url(settings)?,
             write_rate,
             ignored_bots: settings
@@ -188,12 +319,13 @@ impl Config {
                 .collect(),
             request_timeout,
             drain_timeout,
-            worker: settings
-                .worker
-                .clone()
-                .filter(|w| !w.is_empty())
-                .unwrap_or_else(|| std::process::id().to_string()),
+            retry_for,
+            retry_backoff_cap: RETRY_BACKOFF_CAP,
+            min_secondary_pause: MIN_SECONDARY_PAUSE,
+            limits,
+            worker,
             state_directory: state_directory(settings)?,
+            metrics,
             dry_run: settings.dry_run,
         })
     }
@@ -277,12 +409,26 @@ fn app_credentials(
     };
     let pem = decode_private_key(&raw)
         .ok_or_else(|| ConfigError::new(name, "is neither a PEM private key nor base64 of one"))?;
-    octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
-        .map_err(|_| ConfigError::new(name, "is not a valid RSA private key"))?;
+    check_signs_jwts(&pem).map_err(|reason| ConfigError::new(name, reason))?;
     Ok(AppCredentials {
         app_id,
         private_key: SecretString::from(pem),
     })
+}
+
+/// Signs a throw-away JWT with the key, as every token request will: a
+/// public key parses as PEM too, and would otherwise fail every request.
+fn check_signs_jwts(pem: &str) -> Result<(), &'static str> {
+    use octocrab::jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    if !pem.contains("PRIVATE KEY-----") {
+        return Err("is not a private key (a public key or certificate?)");
+    }
+    let key =
+        EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| "is not a valid RSA private key")?;
+    let claims = serde_json::json!({ "iat": 0, "exp": 60, "iss": "0" });
+    encode(&Header::new(Algorithm::RS256), &claims, &key)
+        .map(drop)
+        .map_err(|_| "cannot sign with this key (not an RSA private key)")
 }
 
 /// Accepts the forms Probot accepts: PEM text, PEM with literal `\n`
@@ -298,6 +444,49 @@ pub fn decode_private_key(raw: &str) -> Option<String> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     text.contains("-----BEGIN").then_some(text)
+}
+
+/// The metrics endpoint: `METRICS_PORT` plus the worker's number, so that
+/// the workers of a fleet (WORKER=1 … N) each get a port of their own from
+/// one setting; a worker not named by a number takes `METRICS_PORT` itself.
+fn metrics_endpoint(
+    settings: &Settings,
+    worker: &str,
+) -> Result<Option<MetricsEndpoint>, ConfigError> {
+    let Some(text) = settings
+        .metrics_port
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(None);
+    };
+    let base = text
+        .parse::<u16>()
+        .map_err(|_| ConfigError::new("METRICS_PORT", format!("{text:?} is not a port number")))?;
+    let offset = worker.parse::<u16>().unwrap_or(0);
+    let port = if base == 0 {
+        // Port 0: the system picks a free port for each worker.
+        0
+    } else {
+        base.checked_add(offset).ok_or_else(|| {
+            ConfigError::new(
+                "METRICS_PORT",
+                format!("{base} plus worker number {offset} is beyond port 65535"),
+            )
+        })?
+    };
+    let host = settings.metrics_host.trim();
+    if host.is_empty() || host.contains(['/', ' ', '?', '#']) {
+        return Err(ConfigError::new(
+            "METRICS_HOST",
+            format!("{host:?} is not a host name or address"),
+        ));
+    }
+    Ok(Some(MetricsEndpoint {
+        host: host.to_owned(),
+        port,
+    }))
 }
 
 fn state_directory(settings: &Settings) -> Result<Option<PathBuf>, ConfigError> {
@@ -357,12 +546,88 @@ fn parse_log_level(text: &str) -> Result<tracing::Level, ConfigError> {
     }
 }
 
+fn parse_log_format(text: &str) -> Result<LogFormat, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "pretty" | "short" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        other => Err(ConfigError::new(
+            "LOG_FORMAT",
+            format!("{other:?} is not one of pretty, short, json"),
+        )),
+    }
+}
+
 fn parse_positive_f64(name: &'static str, text: &str) -> Result<f64, ConfigError> {
     text.trim()
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0)
         .ok_or_else(|| ConfigError::new(name, format!("{text:?} is not a positive number")))
+}
+
+/// The longest drain a stopping worker may ask systemd for.
+const MAX_DRAIN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One write per day at the least: a smaller rate is a typo, and its
+/// period would not fit in a `Duration`.
+const MIN_WRITE_RATE: f64 = 1.0 / 86_400.0;
+
+fn parse_write_rate(text: &str) -> Result<f64, ConfigError> {
+    let rate = parse_positive_f64("WRITE_RATE", text)?;
+    if rate < MIN_WRITE_RATE {
+        return Err(ConfigError::new(
+            "WRITE_RATE",
+            format!("{text:?} is below one write per day ({MIN_WRITE_RATE:.7})"),
+        ));
+    }
+    Ok(rate)
+}
+
+fn parse_positive_seconds(name: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let duration = parse_seconds(name, text)?;
+    if duration < Duration::from_millis(1) {
+        return Err(ConfigError::new(
+            name,
+            format!("{text:?} must be more than zero seconds"),
+        ));
+    }
+    Ok(duration)
+}
+
+fn parse_count(
+    name: &'static str,
+    text: &str,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("{text:?} is not a whole number from {min} to {max}"),
+            )
+        })
+}
+
+fn server_limits(settings: &Settings) -> Result<ServerLimits, ConfigError> {
+    let budget_mb = parse_count(
+        "BODY_BUDGET_MB",
+        &settings.body_budget_mb,
+        ServerLimits::MIN_BODY_BUDGET_MB,
+        4096,
+    )?;
+    Ok(ServerLimits {
+        max_connections: parse_count("MAX_CONNECTIONS", &settings.max_connections, 1, 1_000_000)?,
+        receive_timeout: parse_positive_seconds("RECEIVE_TIMEOUT", &settings.receive_timeout)?,
+        keep_alive_timeout: parse_positive_seconds(
+            "KEEP_ALIVE_TIMEOUT",
+            &settings.keep_alive_timeout,
+        )?,
+        body_budget: budget_mb * 1024 * 1024,
+    })
 }
 
 fn parse_seconds(name: &'static str, text: &str) -> Result<Duration, ConfigError> {
@@ -374,6 +639,32 @@ fn parse_seconds(name: &'static str, text: &str) -> Result<Duration, ConfigError
         .ok_or_else(|| ConfigError::new(name, format!("{text:?} is not a number of seconds")))
 }
 
+/// A positive duration: seconds, or a number followed by s, m, h or d
+/// (`90`, `90s`, `15m`, `24h`, `2d`), at most 30 days.
+fn parse_duration(name: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let trimmed = text.trim();
+    let (number, unit) = match trimmed.char_indices().last() {
+        Some((at, 's')) => (&trimmed[..at], 1.0),
+        Some((at, 'm')) => (&trimmed[..at], 60.0),
+        Some((at, 'h')) => (&trimmed[..at], 3600.0),
+        Some((at, 'd')) => (&trimmed[..at], 86_400.0),
+        _ => (trimmed, 1.0),
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * unit)
+        .filter(|secs| secs.is_finite() && *secs > 0.0 && *secs <= MAX_RETRY_FOR.as_secs_f64())
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            ConfigError::new(
+                name,
+                format!("{text:?} is not a duration (seconds, or a number with s, m, h or d; at most 30d)"),
+            )
+        })
+}
+
 impl Settings {
     /// Settings for tests and tools: only what has no default is unset.
     pub fn with_defaults() -> Settings {
@@ -381,11 +672,18 @@ impl Settings {
             webhook_path: "/".into(),
             port: "3000".into(),
             log_level: "info".into(),
+            log_format: "pretty".into(),
             ghe_protocol: "https".into(),
             write_rate: "1".into(),
             ignored_bots: DEFAULT_IGNORED_BOTS.into(),
             request_timeout: "10".into(),
             drain_timeout: "20".into(),
+            retry_for: "24h".into(),
+            max_connections: "4096".into(),
+            receive_timeout: "10".into(),
+            keep_alive_timeout: "5".into(),
+            body_budget_mb: "64".into(),
+            metrics_host: DEFAULT_METRICS_HOST.into(),
             ..Settings::default()
         }
     }
@@ -401,6 +699,7 @@ mod tests {
     use super::*;
 
     const KEY: &str = include_str!("../tests/data/test-app-key.pem");
+    const PUBLIC_KEY: &str = include_str!("../tests/data/test-app-key.pub.pem");
 
     fn valid() -> Settings {
         Settings {
@@ -427,6 +726,28 @@ mod tests {
             ["linear", "linear[bot]", "coderabbitai[bot]"]
         );
         assert_eq!(config.write_rate, 1.0);
+        assert_eq!(config.retry_for, Duration::from_secs(24 * 3600));
+        assert_eq!(config.retry_backoff_cap, Duration::from_secs(300));
+        assert_eq!(config.min_secondary_pause, Duration::from_secs(60));
+        assert_eq!(config.limits, ServerLimits::default());
+    }
+
+    #[test]
+    fn retry_for_takes_seconds_or_a_unit() {
+        for (text, secs) in [
+            ("90", 90),
+            ("90s", 90),
+            ("15m", 900),
+            ("24h", 86_400),
+            (" 2d ", 172_800),
+        ] {
+            let settings = Settings {
+                retry_for: text.into(),
+                ..valid()
+            };
+            let config = Config::from_settings(&settings, &CredentialFiles::default()).unwrap();
+            assert_eq!(config.retry_for, Duration::from_secs(secs), "{text}");
+        }
     }
 
     #[test]
@@ -505,6 +826,13 @@ mod tests {
             ),
             (
                 Settings {
+                    log_format: "bunyan".into(),
+                    ..valid()
+                },
+                "LOG_FORMAT",
+            ),
+            (
+                Settings {
                     ghe_protocol: "ftp".into(),
                     ..valid()
                 },
@@ -531,6 +859,85 @@ mod tests {
                 },
                 "DRAIN_TIMEOUT",
             ),
+            (
+                Settings {
+                    retry_for: "0".into(),
+                    ..valid()
+                },
+                "RETRY_FOR",
+            ),
+            (
+                Settings {
+                    retry_for: "1w".into(),
+                    ..valid()
+                },
+                "RETRY_FOR",
+            ),
+            (
+                Settings {
+                    retry_for: "31d".into(),
+                    ..valid()
+                },
+                "RETRY_FOR",
+            ),
+            (
+                Settings {
+                    drain_timeout: "7200".into(),
+                    ..valid()
+                },
+                "DRAIN_TIMEOUT",
+            ),
+            (
+                Settings {
+                    request_timeout: "0".into(),
+                    ..valid()
+                },
+                "REQUEST_TIMEOUT",
+            ),
+            (
+                Settings {
+                    // 1/rate seconds would overflow a Duration.
+                    write_rate: "1e-300".into(),
+                    ..valid()
+                },
+                "WRITE_RATE",
+            ),
+            (
+                Settings {
+                    private_key: Some(PUBLIC_KEY.into()),
+                    ..valid()
+                },
+                "PRIVATE_KEY",
+            ),
+            (
+                Settings {
+                    max_connections: "0".into(),
+                    ..valid()
+                },
+                "MAX_CONNECTIONS",
+            ),
+            (
+                Settings {
+                    receive_timeout: "0".into(),
+                    ..valid()
+                },
+                "RECEIVE_TIMEOUT",
+            ),
+            (
+                Settings {
+                    keep_alive_timeout: "soon".into(),
+                    ..valid()
+                },
+                "KEEP_ALIVE_TIMEOUT",
+            ),
+            (
+                Settings {
+                    // Too small for one 25 MB delivery.
+                    body_budget_mb: "16".into(),
+                    ..valid()
+                },
+                "BODY_BUDGET_MB",
+            ),
         ];
         for (settings, name) in cases {
             let error = error_of(&settings);
@@ -546,6 +953,37 @@ mod tests {
             );
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_each_worker_gets_its_own_loopback_port() {
+        let config = Config::from_settings(&valid(), &CredentialFiles::default()).unwrap();
+        assert_eq!(config.metrics, None);
+        let endpoint = |port: &str, worker: Option<&str>| {
+            let settings = Settings {
+                metrics_port: Some(port.into()),
+                worker: worker.map(str::to_owned),
+                ..valid()
+            };
+            Config::from_settings(&settings, &CredentialFiles::default()).map(|c| c.metrics)
+        };
+        let third = endpoint("9910", Some("3")).unwrap().unwrap();
+        assert_eq!(third.host, "127.0.0.1");
+        assert_eq!(third.port, 9913);
+        assert_eq!(endpoint("9910", Some("web")).unwrap().unwrap().port, 9910);
+        assert_eq!(endpoint("0", Some("3")).unwrap().unwrap().port, 0);
+        assert_eq!(endpoint(" ", Some("3")).unwrap(), None);
+        assert_eq!(
+            endpoint("65535", Some("1")).unwrap_err().name,
+            "METRICS_PORT"
+        );
+        assert_eq!(endpoint("nine", None).unwrap_err().name, "METRICS_PORT");
+        let settings = Settings {
+            metrics_port: Some("9910".into()),
+            metrics_host: "a b".into(),
+            ..valid()
+        };
+        assert_eq!(error_of(&settings).name, "METRICS_HOST");
     }
 
     #[test]

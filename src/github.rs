@@ -4,9 +4,18 @@
 //! installation token per installation, refreshing it before expiry and once
 //! more on a 401) and hands out [`InstallationClient`]s that expose just the
 //! bot's operations. Every request has an explicit timeout; 5xx answers,
-//! connection errors and timeouts are retried with bounded exponential
-//! backoff; rate-limit answers are returned as [`GitHubError::RateLimited`]
-//! so that the caller pauses the whole installation, not one request.
+//! connection errors and timeouts are retried a few times with short
+//! backoff (the worker retries the whole item for much longer); rate-limit
+//! answers are returned as [`GitHubError::RateLimited`] so that the caller
+//! pauses the whole installation, not one request; answers that will not
+//! get better say why ([`GitHubError::refusal`]).
+//!
+//! Requests carry exactly one `User-Agent`, octocrab's: its builder always
+//! sets one and appends, rather than replaces, any added with
+//! `add_header`, so a second would make two. A renamed or transferred
+//! repository answers 301 to GET (followed by octocrab's redirect layer)
+//! and 307 to other methods, which that layer cannot replay with a body:
+//! [`Requester::send`] sends those again itself.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -61,17 +70,35 @@ impl fmt::Display for PullRequestRef {
     }
 }
 
+/// Which of GitHub's limits an answer reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// The installation's hourly request budget is spent until
+    /// `x-ratelimit-reset`.
+    Primary,
+    /// A secondary (abuse) limit: too many requests, or too much content
+    /// created, in a short time. `Retry-After` may be absent.
+    Secondary,
+}
+
+/// The most GitHub can ask us to wait that is taken at its word: a reset
+/// time further away (a wrong clock, a garbled header) is cut to this.
+pub const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(3600);
+
 /// Why a GitHub call failed, for the causes callers branch on.
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
-    /// GitHub asked us to slow down (403/429 with `retry-after`, or the
-    /// primary limit exhausted). Nothing should be sent for this
-    /// installation before `retry_after` has passed.
+    /// GitHub asked us to slow down (403/429 naming a secondary rate limit,
+    /// with or without `retry-after`, or the primary limit exhausted).
+    /// Nothing should be sent for this installation for a while:
+    /// `retry_after` is what GitHub's headers asked for, if they did (at
+    /// most [`MAX_RATE_LIMIT_PAUSE`]).
     #[error(
-        "rate limited by GitHub for {retry_after:?} (status {status}, request id {request_id})"
+        "rate limited by GitHub ({limit:?} limit, retry after {retry_after:?}, status {status}, request id {request_id})"
     )]
     RateLimited {
-        retry_after: Duration,
+        limit: RateLimit,
+        retry_after: Option<Duration>,
         status: u16,
         request_id: String,
     },
@@ -83,6 +110,9 @@ pub enum GitHubError {
         status: u16,
         message: String,
         request_id: String,
+        /// GitHub's `x-accepted-github-permissions`: the permissions the
+        /// endpoint needs, on a 403 for a missing one.
+        accepted_permissions: Option<String>,
     },
     /// No answer in time, or no connection, after every retry.
     #[error("{method} {path} failed after {attempts} attempts: {cause}")]
@@ -101,6 +131,49 @@ pub enum GitHubError {
     },
 }
 
+/// Why GitHub will never accept this work, as the operator needs to read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 404: the pull request or repository is gone, or the App was removed
+    /// from it.
+    Gone,
+    /// 403 "Resource not accessible by integration": the App lacks a
+    /// permission.
+    MissingPermission { permission: String },
+    /// 403: the installation is suspended.
+    Suspended,
+    /// 422: GitHub refused the content.
+    Unprocessable { message: String },
+    /// Any other answer that will not get better.
+    Other { status: u16, message: String },
+    /// A 2xx answer the bot cannot read.
+    Unreadable,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Gone => f.write_str(
+                "the pull request or repository is gone, or the App no longer has access to it (404)",
+            ),
+            Refusal::MissingPermission { permission } => write!(
+                f,
+                "the App lacks a permission: grant {permission} in the App's settings and accept it for the installation (403 Resource not accessible by integration)"
+            ),
+            Refusal::Suspended => f.write_str(
+                "the installation is suspended: nothing is written until its owner unsuspends it (403)",
+            ),
+            Refusal::Unprocessable { message } => {
+                write!(f, "GitHub refused the check run as unprocessable (422): {message}")
+            }
+            Refusal::Other { status, message } => {
+                write!(f, "GitHub refused the request ({status}): {message}")
+            }
+            Refusal::Unreadable => f.write_str("GitHub's answer could not be read"),
+        }
+    }
+}
+
 impl GitHubError {
     /// GitHub's `X-GitHub-Request-Id`, when GitHub answered.
     pub fn request_id(&self) -> Option<&str> {
@@ -112,13 +185,81 @@ impl GitHubError {
         }
     }
 
-    /// Whether a later try could succeed: a 404 or 422 will not get better.
-    pub fn is_transient(&self) -> bool {
+    /// The kind of failure, for metrics: a closed set of names.
+    pub fn cause(&self) -> &'static str {
         match self {
-            GitHubError::RateLimited { .. } | GitHubError::Unreachable { .. } => true,
-            GitHubError::Status { status, .. } => *status >= 500 || *status == 401,
-            GitHubError::Decode { .. } => false,
+            GitHubError::RateLimited { .. } => "rate_limited",
+            GitHubError::Status { status: 401, .. } => "unauthorized",
+            GitHubError::Status { status, .. } if *status >= 500 => "server_error",
+            GitHubError::Status { .. } => "client_error",
+            GitHubError::Unreachable { .. } => "unreachable",
+            GitHubError::Decode { .. } => "bad_answer",
         }
+    }
+
+    /// Whether a later try could succeed: 5xx, timeouts, connection
+    /// errors, a 401 (a token that went stale) and rate limits.
+    pub fn is_transient(&self) -> bool {
+        self.refusal().is_none()
+    }
+
+    /// The reason GitHub will never accept this work, or `None` when a
+    /// later try could succeed.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            GitHubError::RateLimited { .. } | GitHubError::Unreachable { .. } => None,
+            GitHubError::Decode { .. } => Some(Refusal::Unreadable),
+            GitHubError::Status {
+                status,
+                message,
+                path,
+                method,
+                accepted_permissions,
+                ..
+            } => match *status {
+                401 | 408 | 500.. => None,
+                404 => Some(Refusal::Gone),
+                403 if message.to_ascii_lowercase().contains("suspended") => {
+                    Some(Refusal::Suspended)
+                }
+                403 if message.contains("not accessible by integration") => {
+                    Some(Refusal::MissingPermission {
+                        permission: needed_permission(
+                            method,
+                            path,
+                            accepted_permissions.as_deref(),
+                        ),
+                    })
+                }
+                422 => Some(Refusal::Unprocessable {
+                    message: message.clone(),
+                }),
+                status => Some(Refusal::Other {
+                    status,
+                    message: message.clone(),
+                }),
+            },
+        }
+    }
+}
+
+/// The permission an endpoint needs, from GitHub's
+/// `x-accepted-github-permissions` when it sent one, else from what the bot
+/// asks of that endpoint.
+fn needed_permission(method: &Method, path: &str, accepted: Option<&str>) -> String {
+    if let Some(accepted) = accepted.map(str::trim).filter(|a| !a.is_empty()) {
+        return format!("\"{accepted}\"");
+    }
+    if path.contains("/check-runs") {
+        if *method == Method::GET {
+            "\"checks=read\"".into()
+        } else {
+            "\"checks=write\"".into()
+        }
+    } else if path.contains("/pulls") || path.contains("/issues") {
+        "\"pull_requests=read\"".into()
+    } else {
+        "the permission this endpoint needs".into()
     }
 }
 
@@ -201,10 +342,6 @@ impl GitHub {
             .set_connect_timeout(Some(policy.timeout.min(Duration::from_secs(5))))
             .set_read_timeout(Some(policy.timeout))
             .set_write_timeout(Some(policy.timeout))
-            .add_header(
-                http::header::USER_AGENT,
-                format!("task-list-bot/{}", env!("CARGO_PKG_VERSION")),
-            )
             .build()
             .context("building the GitHub client")?;
         Ok(GitHub {
@@ -314,8 +451,27 @@ pub struct Requester {
     policy: RetryPolicy,
 }
 
+/// Redirects followed for one request before giving up: GitHub redirects
+/// a renamed repository once, a chain means something is wrong.
+const MAX_REDIRECTS: u32 = 5;
+
+/// What one attempt came back with, before the rules above are applied.
+enum Attempt {
+    Answer(Answer),
+    /// octocrab's own request failed with an answer from GitHub: minting
+    /// the installation token.
+    TokenAnswer {
+        status: StatusCode,
+        headers: HeaderMap,
+        message: String,
+    },
+    /// No answer at all.
+    Failed(String),
+}
+
 impl Requester {
-    /// Sends one request; retries what may succeed later; returns the 2xx
+    /// Sends one request; retries what may succeed soon; follows a
+    /// temporary redirect with the same method and body; returns the 2xx
     /// answer or the reason there is none.
     pub async fn send(
         &self,
@@ -324,34 +480,86 @@ impl Requester {
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, GitHubError> {
         let mut retry = 0;
+        let mut redirects = 0;
+        let mut target = path.to_owned();
         loop {
+            let started = std::time::Instant::now();
             let outcome =
-                tokio::time::timeout(self.policy.timeout, self.attempt(&method, path, body)).await;
+                tokio::time::timeout(self.policy.timeout, self.attempt(&method, &target, body))
+                    .await;
+            crate::metrics::github_request(
+                &method,
+                &target,
+                request_status(&outcome),
+                started.elapsed(),
+            );
             let failure = match outcome {
-                Ok(Ok(answer)) if answer.status.is_success() => return Ok(answer),
-                Ok(Ok(answer)) => {
-                    if let Some(retry_after) = rate_limit_pause(&answer, SystemTime::now()) {
+                Ok(Attempt::Answer(answer)) if answer.status.is_success() => return Ok(answer),
+                Ok(Attempt::Answer(answer)) if answer.status.is_redirection() => {
+                    let Some(next) = redirect_target(&answer).filter(|_| redirects < MAX_REDIRECTS)
+                    else {
+                        return Err(status_error(&method, &target, &answer));
+                    };
+                    tracing::debug!(%method, from = %target, to = %next, status = answer.status.as_u16(), "following GitHub's redirect");
+                    redirects += 1;
+                    target = next;
+                    continue;
+                }
+                Ok(Attempt::Answer(answer)) => {
+                    let message = error_message(&answer.body);
+                    if let Some((limit, retry_after)) =
+                        rate_limit(answer.status, &answer.headers, &message, SystemTime::now())
+                    {
                         return Err(GitHubError::RateLimited {
+                            limit,
                             retry_after,
                             status: answer.status.as_u16(),
                             request_id: answer.request_id(),
                         });
                     }
-                    let error = status_error(&method, path, &answer);
+                    let error = status_error(&method, &target, &answer);
                     if !answer.status.is_server_error() {
                         return Err(error);
                     }
                     error
                 }
-                Ok(Err(cause)) => GitHubError::Unreachable {
+                Ok(Attempt::TokenAnswer {
+                    status,
+                    headers,
+                    message,
+                }) => {
+                    if let Some((limit, retry_after)) =
+                        rate_limit(status, &headers, &message, SystemTime::now())
+                    {
+                        return Err(GitHubError::RateLimited {
+                            limit,
+                            retry_after,
+                            status: status.as_u16(),
+                            request_id: request_id_of(&headers),
+                        });
+                    }
+                    let error = GitHubError::Status {
+                        method: method.clone(),
+                        path: target.clone(),
+                        status: status.as_u16(),
+                        message: format!("minting the installation token: {message}"),
+                        request_id: request_id_of(&headers),
+                        accepted_permissions: None,
+                    };
+                    if !status.is_server_error() {
+                        return Err(error);
+                    }
+                    error
+                }
+                Ok(Attempt::Failed(cause)) => GitHubError::Unreachable {
                     method: method.clone(),
-                    path: path.to_owned(),
+                    path: target.clone(),
                     attempts: retry + 1,
                     cause,
                 },
                 Err(_elapsed) => GitHubError::Unreachable {
                     method: method.clone(),
-                    path: path.to_owned(),
+                    path: target.clone(),
                     attempts: retry + 1,
                     cause: format!("no answer within {:?}", self.policy.timeout),
                 },
@@ -361,7 +569,7 @@ impl Requester {
                 return Err(failure);
             }
             let pause = self.policy.backoff(retry - 1);
-            tracing::debug!(%method, path, %failure, ?pause, "retrying GitHub request");
+            tracing::debug!(%method, path = %target, %failure, ?pause, "retrying GitHub request");
             tokio::time::sleep(pause).await;
         }
     }
@@ -371,23 +579,33 @@ impl Requester {
         method: &Method,
         path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<Answer, String> {
+    ) -> Attempt {
         let response = match *method {
             Method::GET => self.crab._get(path).await,
             Method::POST => self.crab._post(path, body).await,
             Method::PATCH => self.crab._patch(path, body).await,
-            _ => return Err(format!("method {method} is not used by the bot")),
-        }
-        .map_err(describe_octocrab_error)?;
+            _ => return Attempt::Failed(format!("method {method} is not used by the bot")),
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(octocrab::Error::GitHub { source, .. }) => {
+                return Attempt::TokenAnswer {
+                    status: source.status_code,
+                    headers: source.headers.clone().unwrap_or_default(),
+                    message: source.message.clone(),
+                };
+            }
+            Err(error) => return Attempt::Failed(describe_octocrab_error(error)),
+        };
         let (parts, body) = response.into_parts();
-        let body = collect(body)
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?;
-        Ok(Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        match collect(body).await {
+            Ok(body) => Attempt::Answer(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            }),
+            Err(e) => Attempt::Failed(format!("reading the answer: {e}")),
+        }
     }
 
     /// GETs every page of a list endpoint, following `Link: rel="next"`.
@@ -453,8 +671,12 @@ impl Requester {
                     return Ok(answer);
                 }
                 Ok(Ok(answer)) => {
-                    if let Some(retry_after) = rate_limit_pause(&answer, SystemTime::now()) {
+                    let message = error_message(&answer.body);
+                    if let Some((limit, retry_after)) =
+                        rate_limit(answer.status, &answer.headers, &message, SystemTime::now())
+                    {
                         return Err(GitHubError::RateLimited {
+                            limit,
                             retry_after,
                             status: answer.status.as_u16(),
                             request_id: answer.request_id(),
@@ -488,6 +710,16 @@ impl Requester {
     }
 }
 
+fn request_status<E>(outcome: &Result<Attempt, E>) -> crate::metrics::RequestStatus {
+    use crate::metrics::RequestStatus;
+    match outcome {
+        Ok(Attempt::Answer(answer)) => RequestStatus::Answered(answer.status.as_u16()),
+        Ok(Attempt::TokenAnswer { status, .. }) => RequestStatus::Answered(status.as_u16()),
+        Ok(Attempt::Failed(_)) => RequestStatus::Unreachable,
+        Err(_) => RequestStatus::Timeout,
+    }
+}
+
 /// octocrab's errors print their whole chain; keep the first line, which
 /// names the cause without any request data.
 fn describe_octocrab_error(error: octocrab::Error) -> String {
@@ -505,53 +737,89 @@ fn describe_octocrab_error(error: octocrab::Error) -> String {
     }
 }
 
-fn status_error(method: &Method, path: &str, answer: &Answer) -> GitHubError {
+/// GitHub's `message` from an error body, or the start of the body.
+fn error_message(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Message {
         message: String,
     }
-    let message = serde_json::from_slice::<Message>(&answer.body)
+    serde_json::from_slice::<Message>(body)
         .map(|m| m.message)
-        .unwrap_or_else(|_| {
-            String::from_utf8_lossy(&answer.body)
-                .chars()
-                .take(200)
-                .collect()
-        });
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(200).collect())
+}
+
+fn status_error(method: &Method, path: &str, answer: &Answer) -> GitHubError {
     GitHubError::Status {
         method: method.clone(),
         path: path.to_owned(),
         status: answer.status.as_u16(),
-        message,
+        message: error_message(&answer.body),
         request_id: answer.request_id(),
+        accepted_permissions: header_str(&answer.headers, "x-accepted-github-permissions")
+            .map(str::to_owned),
     }
 }
 
-/// How long GitHub asked us to pause, if this answer is a rate-limit answer:
-/// 403 or 429 with `retry-after` (seconds), or `x-ratelimit-remaining: 0`
-/// with `x-ratelimit-reset` (epoch seconds).
-pub fn rate_limit_pause(answer: &Answer, now: SystemTime) -> Option<Duration> {
-    if !matches!(answer.status.as_u16(), 403 | 429) {
+fn request_id_of(headers: &HeaderMap) -> String {
+    header_str(headers, "x-github-request-id")
+        .unwrap_or("-")
+        .to_owned()
+}
+
+/// Where a 3xx answer sends us, as a path and query for octocrab (which
+/// adds the base URL and credentials): GitHub redirects within its API.
+fn redirect_target(answer: &Answer) -> Option<String> {
+    let location: http::Uri = header_str(&answer.headers, "location")?.parse().ok()?;
+    location.path_and_query().map(|pq| pq.as_str().to_owned())
+}
+
+/// Whether an answer is a rate-limit answer, which limit, and how long its
+/// headers ask us to wait, following octokit's plugin-throttling: a 403 or
+/// 429 whose message names a "secondary rate" limit is one, with or without
+/// `retry-after` (GitHub may omit it); `x-ratelimit-remaining: 0` is the
+/// primary limit until `x-ratelimit-reset` (epoch seconds, plus one second
+/// as GitHub advises); any other 429, or a 403 with `retry-after`, is
+/// treated as a secondary limit. Waits are at most
+/// [`MAX_RATE_LIMIT_PAUSE`].
+pub fn rate_limit(
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: &str,
+    now: SystemTime,
+) -> Option<(RateLimit, Option<Duration>)> {
+    if !matches!(status.as_u16(), 403 | 429) {
         return None;
     }
-    if let Some(secs) =
-        header_str(&answer.headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        return Some(Duration::from_secs(secs));
-    }
-    if header_str(&answer.headers, "x-ratelimit-remaining") == Some("0") {
-        let reset = header_str(&answer.headers, "x-ratelimit-reset")?
+    let retry_after = header_str(headers, "retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs).min(MAX_RATE_LIMIT_PAUSE));
+    let until_reset = || {
+        let reset = header_str(headers, "x-ratelimit-reset")?
             .trim()
             .parse::<u64>()
             .ok()?;
         let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-        return Some(Duration::from_secs(reset.saturating_sub(now).max(1)));
+        let wait = reset.saturating_sub(now).saturating_add(1);
+        Some(Duration::from_secs(wait).min(MAX_RATE_LIMIT_PAUSE))
+    };
+    let exhausted = header_str(headers, "x-ratelimit-remaining").map(str::trim) == Some("0");
+    if says_secondary_rate_limit(message) {
+        let wait = retry_after.or_else(|| exhausted.then(until_reset).flatten());
+        return Some((RateLimit::Secondary, wait));
     }
-    if answer.status == StatusCode::TOO_MANY_REQUESTS {
-        // GitHub's advice without headers: wait at least a minute.
-        return Some(Duration::from_secs(60));
+    if exhausted {
+        return Some((RateLimit::Primary, until_reset().or(retry_after)));
+    }
+    if retry_after.is_some() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Some((RateLimit::Secondary, retry_after));
     }
     None
+}
+
+/// octokit's test: the message contains the words "secondary rate", in
+/// any case ("You have exceeded a secondary rate limit...").
+fn says_secondary_rate_limit(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("secondary rate")
 }
 
 /// A pull request as the bot needs it.
@@ -759,34 +1027,166 @@ mod tests {
         assert_eq!(next_link(last_page), None);
     }
 
-    #[test]
-    fn rate_limit_answers_become_pauses() {
+    type Limit = Option<(RateLimit, Option<Duration>)>;
+
+    fn limit_of(status: u16, headers: &[(&str, &str)], message: &str) -> Limit {
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
-        let secondary = answer(403, &[("retry-after", "30")]);
+        let answer = answer(status, headers);
+        rate_limit(answer.status, &answer.headers, message, now)
+    }
+
+    const SECONDARY: &str =
+        "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.";
+
+    #[test]
+    fn rate_limit_answers_are_recognised_with_and_without_headers() {
+        let secs = |s| Some(Duration::from_secs(s));
+        let cases: Vec<(&str, Limit)> = vec![
+            (
+                "secondary with retry-after",
+                limit_of(403, &[("retry-after", "30")], SECONDARY),
+            ),
+            (
+                "secondary 403 without headers",
+                limit_of(403, &[], SECONDARY),
+            ),
+            (
+                "secondary 429 without headers",
+                limit_of(429, &[], SECONDARY),
+            ),
+            (
+                "secondary, any case",
+                limit_of(403, &[], "SECONDARY RATE limit exceeded"),
+            ),
+            (
+                "primary exhausted",
+                limit_of(
+                    403,
+                    &[
+                        ("x-ratelimit-remaining", "0"),
+                        ("x-ratelimit-reset", "1090"),
+                    ],
+                    "API rate limit exceeded for installation ID 1.",
+                ),
+            ),
+            ("429 without anything", limit_of(429, &[], "")),
+            (
+                "forbidden with budget left",
+                limit_of(
+                    403,
+                    &[("x-ratelimit-remaining", "4000")],
+                    "Resource not accessible by integration",
+                ),
+            ),
+            (
+                "server error with retry-after",
+                limit_of(503, &[("retry-after", "5")], SECONDARY),
+            ),
+        ];
+        let expected = [
+            Some((RateLimit::Secondary, secs(30))),
+            Some((RateLimit::Secondary, None)),
+            Some((RateLimit::Secondary, None)),
+            Some((RateLimit::Secondary, None)),
+            Some((RateLimit::Primary, secs(91))),
+            Some((RateLimit::Secondary, None)),
+            None,
+            None,
+        ];
+        for ((name, got), expected) in cases.into_iter().zip(expected) {
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn pauses_far_in_the_future_are_capped_without_overflow() {
+        let capped = Some(MAX_RATE_LIMIT_PAUSE);
+        let huge_reset = u64::MAX.to_string();
+        let cases = [
+            limit_of(403, &[("retry-after", "18446744073709551615")], SECONDARY),
+            limit_of(429, &[("retry-after", "99999999")], ""),
+            limit_of(
+                403,
+                &[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", &huge_reset),
+                ],
+                "",
+            ),
+        ];
+        for case in cases {
+            assert_eq!(case.and_then(|(_, wait)| wait), capped);
+        }
+        // A reset in the past still waits a second; a garbled one waits for
+        // the caller's minimum.
         assert_eq!(
-            rate_limit_pause(&secondary, now),
-            Some(Duration::from_secs(30))
-        );
-        let primary = answer(
-            403,
-            &[
-                ("x-ratelimit-remaining", "0"),
-                ("x-ratelimit-reset", "1090"),
-            ],
+            limit_of(
+                403,
+                &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "5")],
+                ""
+            ),
+            Some((RateLimit::Primary, Some(Duration::from_secs(1))))
         );
         assert_eq!(
-            rate_limit_pause(&primary, now),
-            Some(Duration::from_secs(90))
+            limit_of(429, &[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")], ""),
+            Some((RateLimit::Secondary, None))
         );
-        let too_many = answer(429, &[]);
+    }
+
+    fn status(status: u16, method: Method, path: &str, message: &str) -> GitHubError {
+        GitHubError::Status {
+            method,
+            path: path.into(),
+            status,
+            message: message.into(),
+            request_id: "R".into(),
+            accepted_permissions: None,
+        }
+    }
+
+    #[test]
+    fn answers_that_will_not_get_better_name_their_cause() {
+        let post = |code, message| status(code, Method::POST, "/repos/o/r/check-runs", message);
+        let get = |code, message| status(code, Method::GET, "/repos/o/r/pulls/1", message);
+        assert_eq!(get(404, "Not Found").refusal(), Some(Refusal::Gone));
         assert_eq!(
-            rate_limit_pause(&too_many, now),
-            Some(Duration::from_secs(60))
+            post(403, "Resource not accessible by integration").refusal(),
+            Some(Refusal::MissingPermission {
+                permission: "\"checks=write\"".into()
+            })
         );
-        let forbidden = answer(403, &[("x-ratelimit-remaining", "4000")]);
-        assert_eq!(rate_limit_pause(&forbidden, now), None);
-        let server_error = answer(503, &[("retry-after", "5")]);
-        assert_eq!(rate_limit_pause(&server_error, now), None);
+        assert_eq!(
+            get(403, "Resource not accessible by integration").refusal(),
+            Some(Refusal::MissingPermission {
+                permission: "\"pull_requests=read\"".into()
+            })
+        );
+        let mut with_header = get(403, "Resource not accessible by integration");
+        if let GitHubError::Status {
+            accepted_permissions,
+            ..
+        } = &mut with_header
+        {
+            *accepted_permissions = Some("checks=write".into());
+        }
+        assert!(
+            with_header
+                .refusal()
+                .unwrap()
+                .to_string()
+                .contains("grant \"checks=write\"")
+        );
+        assert_eq!(
+            post(403, "This installation has been suspended").refusal(),
+            Some(Refusal::Suspended)
+        );
+        assert!(matches!(
+            post(422, "Invalid request").refusal(),
+            Some(Refusal::Unprocessable { .. })
+        ));
+        for transient in [get(500, ""), get(502, ""), get(401, "Bad credentials")] {
+            assert!(transient.is_transient(), "{transient}");
+        }
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //! * [`worker`]: the loop that spends per-installation write slots.
 //! * [`server`]: [`server::run`] ties them together until shutdown.
 //! * [`redeliver`]: asks GitHub again for deliveries no worker answered.
+//! * [`metrics`]: Prometheus metrics, one function per event, and each
+//!   worker's own `/metrics` endpoint.
+//! * [`setup`]: registers the GitHub App from a manifest and stores its credentials.
+//! * [`receive`]: runs one payload from a file through decoding and the write path.
+//! * [`status`]: the host's fleet at a glance, read from the shared store.
 //! * [`repo_settings`]: per-repository settings files, their inheritance
 //!   and their cache.
 //!
@@ -30,10 +35,14 @@ pub mod check;
 pub mod config;
 pub mod event;
 pub mod github;
+pub mod metrics;
 pub mod pending;
+pub mod receive;
 pub mod redeliver;
 pub mod repo_settings;
 pub mod server;
+pub mod setup;
+pub mod status;
 pub mod tasklist;
 pub mod webhook;
 pub mod worker;

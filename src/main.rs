@@ -1,14 +1,15 @@
 //! The `task-list-bot` command: parses arguments, sets up logging, takes the
 //! listener and hands everything to the library.
 
+mod man;
 mod systemd;
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use task_list_bot::config::{Config, CredentialFiles, SECRET_VARIABLES, Settings};
+use clap::{FromArgMatches as _, Parser, Subcommand};
+use task_list_bot::config::{Config, CredentialFiles, LogFormat, SECRET_VARIABLES, Settings};
 use task_list_bot::repo_settings::{self, RepoSettings, WhenIncomplete};
 use task_list_bot::server::{self, Bot};
 use task_list_bot::tasklist::TaskList;
@@ -66,17 +67,46 @@ enum Command {
     Redeliver {
         #[command(flatten)]
         settings: Box<Settings>,
-        /// How far back to look, in hours (GitHub keeps deliveries for 3 days).
+        /// How far back to look, in hours (GitHub redelivers deliveries of the past 3 days).
         #[arg(long, default_value_t = 24)]
         since_hours: u64,
     },
-    /// Print the man page (roff) to standard output.
+    /// Register the GitHub App from a manifest (a page on localhost) and store its credentials.
+    Setup(Box<task_list_bot::setup::SetupArgs>),
+    /// Run one payload from a file through decoding and the write path (Probot's receive).
+    Receive(Box<task_list_bot::receive::ReceiveArgs>),
+    /// Show the host's fleet at a glance: workers, pending work, pauses, dropped items.
+    ///
+    /// Reads the store in the state directory read-only (run as root, or as
+    /// the fleet's user). Exit status: 0 when the fleet is healthy; 1 when no
+    /// worker is alive or pending work is older than --max-age; 2 for a usage
+    /// error or a store that cannot be read.
+    Status {
+        /// Print one JSON document instead of tables (fields: state_directory,
+        /// generated_at, healthy, problems, max_age_seconds, workers, pending,
+        /// pauses, dropped; see the README).
+        #[arg(long)]
+        json: bool,
+        /// Pending work older than this makes the fleet unhealthy: seconds,
+        /// or a number with s, m or h.
+        #[arg(long, default_value = "10m", value_parser = task_list_bot::status::parse_max_age)]
+        max_age: std::time::Duration,
+        /// The fleet's state directory. Default: /var/lib/task-list-bot when
+        /// it exists, else $XDG_STATE_HOME/task-list-bot or
+        /// ~/.local/state/task-list-bot.
+        #[arg(long, env = "STATE_DIRECTORY")]
+        state_directory: Option<PathBuf>,
+    },
+    /// Print this manual page (roff) to standard output.
     #[command(hide = true)]
     Man,
     /// Run as a systemd generator: write bot.target's wants for WEB_CONCURRENCY workers.
     Generator {
+        /// Where the generated units go (systemd passes /run/systemd/generator).
         normal_dir: PathBuf,
+        /// Passed by systemd; not used.
         early_dir: Option<PathBuf>,
+        /// Passed by systemd; not used.
         late_dir: Option<PathBuf>,
     },
 }
@@ -89,7 +119,7 @@ fn main() -> ExitCode {
     // A .env in the working directory fills in what the environment lacks,
     // as Probot does.
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|error| error.exit());
     match cli.command {
         Command::Serve(settings) => serve(*settings),
         Command::Tasks { file, json, config } => tasks(file.as_deref(), json, config.as_deref()),
@@ -101,8 +131,52 @@ fn main() -> ExitCode {
             settings,
             since_hours,
         } => redeliver(*settings, since_hours),
+        Command::Setup(args) => task_list_bot::setup::command(*args),
+        Command::Receive(args) => task_list_bot::receive::command(*args, &credential_files()),
+        Command::Status {
+            json,
+            max_age,
+            state_directory,
+        } => status(state_directory, max_age, json),
         Command::Man => man_page(),
     }
+}
+
+/// The settings `redeliver` reads; it accepts the others (it shares the
+/// workers' environment file) but does not list them.
+const REDELIVER_SETTINGS: [&str; 9] = [
+    "app_id",
+    "private_key",
+    "private_key_path",
+    "ghe_host",
+    "ghe_protocol",
+    "request_timeout",
+    "state_directory",
+    "log_level",
+    "log_format",
+];
+
+/// The command line as `--help` and the man page show it: each subcommand
+/// lists only the options it uses, and an environment hint names the
+/// variable without echoing its value (`[env: APP_ID]`, never `APP_ID=`).
+fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    let settings: Vec<String> =
+        <Settings as clap::Args>::augment_args(clap::Command::new("settings"))
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+    Cli::command().mut_subcommands(|mut subcommand| {
+        if subcommand.get_name() == "redeliver" {
+            for id in settings
+                .iter()
+                .filter(|id| !REDELIVER_SETTINGS.contains(&id.as_str()))
+            {
+                subcommand = subcommand.mut_arg(id, |arg| arg.hide(true));
+            }
+        }
+        subcommand.mut_args(|arg| arg.hide_env_values(true))
+    })
 }
 
 fn invoked_as_generator() -> bool {
@@ -146,6 +220,10 @@ fn serve(mut settings: Settings) -> ExitCode {
         }
     };
     drop(settings);
+    if let Err(reason) = server::reserve_open_files(config.limits.max_connections) {
+        eprintln!("task-list-bot: invalid setting MAX_CONNECTIONS: {reason}");
+        return ExitCode::from(2);
+    }
     for name in SECRET_VARIABLES {
         // SAFETY: no other thread exists yet; the runtime starts below.
         unsafe { std::env::remove_var(name) };
@@ -188,13 +266,25 @@ async fn run(
     let address = listener.local_addr()?;
     let dry_run = config.dry_run;
     let worker = config.worker.clone();
-    let shutdown = shutdown_signal()?;
+    // What a stop may take: the connections' grace, then the drain.
+    let stop_time = server::STOP_GRACE + server::HANDLER_PATIENCE + config.drain_timeout;
+    let webhook_path = config.webhook_path.clone();
+    let shutdown = shutdown_signal(stop_time)?;
     let bot = Bot::new(config)?;
-    systemd::spawn_watchdog();
-    systemd::spawn_status(bot.stats(), bot.pending());
+    let metrics = bot.metrics_address();
+    let store = bot.pending();
+    systemd::spawn_watchdog(bot.liveness());
+    systemd::spawn_status(bot.stats(), bot.liveness());
+    let heartbeat =
+        task_list_bot::status::spawn_heartbeat(store.clone(), worker.clone(), bot.stats());
+    let stats = bot.stats();
+    let started = std::time::SystemTime::now();
+    #[cfg(feature = "fault-injection")]
     systemd::spawn_test_fault(RUNTIME_THREADS);
+    warn_if_webhook_proxy_set(address.port(), &webhook_path);
     tracing::info!(
         %address,
+        metrics = metrics.map(|a| format!("http://{a}/metrics")),
         from_systemd,
         dry_run,
         worker,
@@ -202,14 +292,41 @@ async fn run(
         "listening"
     );
     systemd::notify_ready(&format!("listening on {address}"));
-    server::run(listener, bot, shutdown).await
+    let outcome = server::run(listener, bot, shutdown).await;
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.abort();
+        // The final figures, for `status` after this worker is gone.
+        let _ = task_list_bot::status::record_heartbeat(&store, &worker, started, &stats).await;
+    }
+    // Leave no owner lock file behind: the state directory must not grow
+    // with restarts.
+    store.release().await;
+    outcome
+}
+
+/// Probot forwards deliveries from a smee.io channel when
+/// `WEBHOOK_PROXY_URL` is set; this bot does not, so an operator who
+/// relies on it would see deliveries vanish without a word. Said once, at
+/// start-up; the URL is not logged (whoever knows it can read the channel).
+fn warn_if_webhook_proxy_set(port: u16, webhook_path: &str) {
+    if std::env::var_os("WEBHOOK_PROXY_URL").is_some_and(|url| !url.is_empty()) {
+        tracing::warn!(
+            "WEBHOOK_PROXY_URL is set but ignored: task-list-bot does not read a webhook proxy channel. \
+             Forward the channel to it with smee-client: \
+             npx smee-client --url \"$WEBHOOK_PROXY_URL\" --target http://127.0.0.1:{port}{webhook_path}"
+        );
+    }
 }
 
 /// A future that resolves on SIGTERM or SIGINT, after telling systemd we
-/// are stopping. The handlers are installed here, at once: a signal that
-/// arrives before the future is first polled is still caught, not left to
-/// the default action (which would kill the worker without a drain).
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// are stopping and asking for `stop_time` (more than the unit's stop
+/// timeout, when DRAIN_TIMEOUT is long). The handlers are installed here, at
+/// once: a signal that arrives before the future is first polled is still
+/// caught, not left to the default action (which would kill the worker
+/// without a drain).
+fn shutdown_signal(
+    stop_time: std::time::Duration,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use anyhow::Context as _;
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
@@ -219,7 +336,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => {}
             _ = interrupt.recv() => {}
         }
-        systemd::notify_stopping();
+        systemd::notify_stopping(stop_time);
     })
 }
 
@@ -256,11 +373,13 @@ fn redeliver(mut settings: Settings, since_hours: u64) -> ExitCode {
     match runtime.block_on(redeliver_once(config, since)) {
         Ok(report) => {
             println!(
-                "deliveries seen {}, never answered 2xx {}, redelivered {}, already requested {}, errors {}",
+                "deliveries seen {}, never answered 2xx {}, redelivered {}, asked recently {}, too old to redeliver {}, forgotten {}, errors {}",
                 report.attempts_seen,
                 report.failed_deliveries,
                 report.redelivered,
                 report.already_requested,
+                report.out_of_window,
+                report.forgotten,
                 report.errors
             );
             if report.errors == 0 {
@@ -298,10 +417,56 @@ async fn redeliver_once(
     task_list_bot::redeliver::run(&github, &store, since).await
 }
 
+/// Where the packaged fleet keeps its state (systemd's StateDirectory=).
+const PACKAGED_STATE_DIRECTORY: &str = "/var/lib/task-list-bot";
+
+fn status(state_directory: Option<PathBuf>, max_age: std::time::Duration, json: bool) -> ExitCode {
+    use task_list_bot::pending::fleet::FleetReadError;
+    let Some(directory) = state_directory
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .or_else(|| {
+            let packaged = PathBuf::from(PACKAGED_STATE_DIRECTORY);
+            packaged.exists().then_some(packaged)
+        })
+        .or_else(default_state_directory)
+    else {
+        eprintln!(
+            "task-list-bot status: no state directory: set STATE_DIRECTORY or --state-directory"
+        );
+        return ExitCode::from(2);
+    };
+    match task_list_bot::status::check(&directory, max_age, std::time::SystemTime::now()) {
+        Ok(report) => {
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(error) => {
+            let hint = match &error {
+                FleetReadError::Missing(_) => format!(
+                    "no worker has used this state directory; point STATE_DIRECTORY or \
+                     --state-directory at the fleet's ({PACKAGED_STATE_DIRECTORY} under the package)"
+                ),
+                FleetReadError::Busy(_) => {
+                    "the workers were not held up; run the command again".to_owned()
+                }
+                FleetReadError::Unreadable { .. } | FleetReadError::Sqlite { .. } => {
+                    "the store belongs to the fleet's user: run as root \
+                     (sudo task-list-bot status) or as that user"
+                        .to_owned()
+                }
+            };
+            eprintln!("task-list-bot status: {error}\n{hint}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn man_page() -> ExitCode {
-    use clap::CommandFactory as _;
-    let page = clap_mangen::Man::new(Cli::command());
-    match page.render(&mut std::io::stdout()) {
+    match man::render(command(), &mut std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("task-list-bot man: {error}");
@@ -321,6 +486,12 @@ fn limit_malloc_arenas() {
     }
 }
 
+fn credential_files() -> CredentialFiles {
+    CredentialFiles {
+        directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+    }
+}
+
 /// Where a process not started by systemd keeps its pending set.
 fn default_state_directory() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
@@ -332,6 +503,10 @@ fn default_state_directory() -> Option<PathBuf> {
     Some(base.join("task-list-bot"))
 }
 
+/// Logs go to the journal with native fields when stderr is the journal;
+/// otherwise to stderr as `LOG_FORMAT` says, coloured only on a terminal
+/// and never when `NO_COLOR` is set (no-color.org), so that files and
+/// pipes get plain text.
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::new(format!(
         "warn,task_list_bot={}",
@@ -353,13 +528,28 @@ fn init_logging(config: &Config) {
             }
         }
     }
-    registry
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false),
-        )
-        .init();
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match config.log_format {
+        LogFormat::Pretty => registry.with(lines.with_ansi(use_colour())).init(),
+        LogFormat::Json => registry
+            .with(
+                lines
+                    .with_ansi(false)
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
+            )
+            .init(),
+    }
+}
+
+/// Colour only for a person at a terminal who has not asked for none.
+fn use_colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    std::io::stderr().is_terminal() && !no_color
 }
 
 /// Reads and validates one settings file: the settings it gives over the

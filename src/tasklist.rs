@@ -21,7 +21,9 @@
 //! A task's text is the item's *own* inline content: the text of its
 //! paragraphs (including inline code, emphasis, link text and image alt
 //! text, but not link URLs or inline HTML), not the text of nested lists, code blocks or other
-//! blocks under it. Runs of whitespace (and line breaks) collapse to one
+//! blocks under it. A marker with nothing after it on its line (`- [ ]`
+//! alone, trailing spaces included) is not a task: GitHub shows it as the
+//! literal text `[ ]`. Runs of whitespace (and line breaks) collapse to one
 //! space; several own paragraphs join with one space; NUL becomes U+FFFD.
 //!
 //! # Markers (case-sensitive, matched against the task's own text)
@@ -281,10 +283,27 @@ fn markdown_options() -> Options {
 /// tasks nested under it), with its own text.
 fn extract_tasks(markdown: &str) -> Vec<Task> {
     let mut collector = TaskCollector::default();
-    for event in Parser::new_ext(markdown, markdown_options()) {
+    for (event, range) in Parser::new_ext(markdown, markdown_options()).into_offset_iter() {
+        if matches!(event, Event::TaskListMarker(_))
+            && nothing_follows_on_its_line(markdown, range.end)
+        {
+            // GitHub renders a marker with nothing after it as the literal
+            // text "[ ]", not as a checkbox; pulldown-cmark still reports a
+            // marker when a space or a line break follows it.
+            continue;
+        }
         collector.handle(event);
     }
     collector.finish()
+}
+
+/// Whether the line holding a task marker that ends at `end` has nothing
+/// but whitespace after it.
+fn nothing_follows_on_its_line(markdown: &str, end: usize) -> bool {
+    markdown
+        .get(end..)
+        .and_then(|rest| rest.split('\n').next())
+        .is_none_or(|line| line.trim().is_empty())
 }
 
 /// What an open tag is, as far as task text is concerned.
@@ -497,31 +516,107 @@ fn summary(counts: &TaskCounts) -> String {
     lead + &optional_suffix(counts)
 }
 
+/// The most bytes GitHub accepts in a check run's `output.summary` and
+/// `output.text` (it answers 422 to more); its documented limit of 65535
+/// characters is counted in bytes of UTF-8.
+pub const MAX_OUTPUT_BYTES: usize = 65_535;
+
 /// The check run text: a required table when the title total is non-zero and
 /// an optional table when there are optional tasks; empty without tasks.
 ///
 /// The required section depends on the title total, not on the number of
 /// required tasks, because that is what the old app did: with only checked
 /// optional tasks it shows the required heading over an empty table.
+///
+/// Tables that would exceed [`MAX_OUTPUT_BYTES`] are cut after the last row
+/// that fits, and a final line says how many tasks are not listed.
 fn tables(list: &TaskList, counts: &TaskCounts) -> String {
-    let mut text = String::new();
+    let sections = table_sections(list, counts);
+    let text: String = sections
+        .iter()
+        .map(|(heading, tasks)| table_section(heading, tasks))
+        .collect();
+    if text.len() <= MAX_OUTPUT_BYTES {
+        return text;
+    }
+    fitted_tables(&sections, MAX_OUTPUT_BYTES)
+}
+
+/// The (heading, tasks) of each table the text shows, in order.
+fn table_sections<'a>(list: &'a TaskList, counts: &TaskCounts) -> Vec<(&'static str, &'a [Task])> {
+    let mut sections = Vec::new();
     if counts.total > 0 {
-        text.push_str(&table_section("Required Tasks", &list.required));
+        sections.push(("Required Tasks", list.required.as_slice()));
     }
     if counts.optional_total > 0 {
-        text.push_str(&table_section("Optional Tasks", &list.optional));
+        sections.push(("Optional Tasks", list.optional.as_slice()));
     }
+    sections
+}
+
+/// The tables cut at a row so that they and the closing note stay within
+/// `limit` bytes. Rows keep their order; a row too long for what is left
+/// ends the listing.
+fn fitted_tables(sections: &[(&str, &[Task])], limit: usize) -> String {
+    let all_rows: usize = sections.iter().map(|(_, tasks)| tasks.len()).sum();
+    // The note is reserved at its longest, for when no row fits.
+    let budget = limit.saturating_sub(not_listed_note(all_rows).len());
+    let mut text = String::new();
+    let mut listed = 0;
+    'sections: for (heading, tasks) in sections {
+        let mut section = table_header(heading);
+        let mut rows = 0;
+        let mut full = false;
+        for task in *tasks {
+            let row = table_row(task);
+            // Every row is followed by a line break.
+            if text.len() + section.len() + row.len() + 1 > budget {
+                full = true;
+                break;
+            }
+            section.push_str(&row);
+            section.push('\n');
+            rows += 1;
+        }
+        if rows == 0 {
+            if full || text.len() + section.len() + 1 > budget {
+                break 'sections;
+            }
+            // An empty table, as the old app writes it.
+            section.push('\n');
+        }
+        text.push_str(&section);
+        listed += rows;
+        if full {
+            break;
+        }
+    }
+    text.push_str(&not_listed_note(all_rows - listed));
     text
+}
+
+/// The last line of cut tables, after a blank line so that it is not read
+/// as one more table row.
+fn not_listed_note(not_listed: usize) -> String {
+    let tasks = if not_listed == 1 {
+        "task is"
+    } else {
+        "tasks are"
+    };
+    format!(
+        "\n{not_listed} more {tasks} not listed: GitHub limits a check run's text to {MAX_OUTPUT_BYTES} bytes.\n"
+    )
+}
+
+fn table_header(heading: &str) -> String {
+    format!("\n## {heading}\n| Task | Status |\n| ---- | ------ |\n")
 }
 
 /// `"\n## {heading}\n| Task | Status |\n| ---- | ------ |\n{rows}\n"`, rows
 /// joined by newlines.
 fn table_section(heading: &str, tasks: &[Task]) -> String {
     let rows: Vec<String> = tasks.iter().map(table_row).collect();
-    format!(
-        "\n## {heading}\n| Task | Status |\n| ---- | ------ |\n{}\n",
-        rows.join("\n")
-    )
+    format!("{}{}\n", table_header(heading), rows.join("\n"))
 }
 
 fn table_row(task: &Task) -> String {
@@ -761,6 +856,41 @@ mod tests {
                 &[],
             ),
             ("unclosed fence runs to the end", "```\n- [ ] x", &[], &[]),
+            ("marker alone at the end", "- [ ]", &[], &[]),
+            ("marker alone with a trailing space", "- [ ] ", &[], &[]),
+            ("marker alone with trailing spaces", "- [x]   ", &[], &[]),
+            ("marker alone with a trailing tab", "- [ ]\t", &[], &[]),
+            ("ordered marker alone", "1. [x]", &[], &[]),
+            (
+                "ordered marker alone, CRLF",
+                "1. [x]\r\n2. [ ] b\r\n",
+                &[("b", false)],
+                &[],
+            ),
+            (
+                "marker alone among tasks",
+                "- [ ] a\n- [ ]\n- [x] b",
+                &[("a", false), ("b", true)],
+                &[],
+            ),
+            (
+                "marker alone on its line, text on the next",
+                "- [ ]\n  next line",
+                &[],
+                &[],
+            ),
+            (
+                "marker alone in a blockquote",
+                "> - [x] \n> - [ ] a",
+                &[("a", false)],
+                &[],
+            ),
+            (
+                "nested marker alone",
+                "- [ ] parent\n  - [ ]\n  - [x] child",
+                &[("parent", false), ("child", true)],
+                &[],
+            ),
         ]);
     }
 
@@ -833,7 +963,6 @@ mod tests {
                 &[("a b", false)],
                 &[],
             ),
-            ("empty checkbox", "- [ ] ", &[("", false)], &[]),
         ]);
     }
 
@@ -1282,6 +1411,98 @@ mod tests {
         let deep = TaskList::parse(&nested_list(100));
         assert_eq!(deep.required.len(), 100);
         assert_eq!(deep.required[99], task("level 99", false));
+    }
+
+    /// `n` required tasks of `text`, every other one ticked.
+    fn many(n: usize, text: &str) -> TaskList {
+        TaskList {
+            required: (0..n)
+                .map(|i| task(&format!("{text} {i}"), i % 2 == 0))
+                .collect(),
+            optional: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn output_over_the_limit_is_cut_at_a_row_and_says_what_is_missing() {
+        // 3,000 tasks of non-ASCII text: well over 65,535 bytes, fewer characters.
+        let mut list = many(3_000, "vérifier l'entrée ✓ ü");
+        list.optional = vec![task("OPTIONAL ünd", false)];
+        let output = list.render();
+        assert_eq!(output.title, "1500 / 3000 tasks completed (+1 optional)");
+        assert_eq!(
+            output.summary,
+            "1500 tasks still to be completed (+1 optional)"
+        );
+        assert!(
+            output.text.len() <= MAX_OUTPUT_BYTES,
+            "{}",
+            output.text.len()
+        );
+        assert!(output.summary.len() <= MAX_OUTPUT_BYTES);
+        let rows = table_rows(&output.text);
+        let listed = rows.len() - 1;
+        assert!(listed > 1_000 && listed < 3_000, "{listed} rows listed");
+        for (i, row) in rows[1..].iter().enumerate() {
+            assert_eq!(
+                row[0],
+                format!("vérifier l'entrée ✓ ü {i}"),
+                "rows stay in order, whole"
+            );
+        }
+        let not_listed = 3_001 - listed;
+        assert!(
+            output.text.ends_with(&format!(
+                "|\n\n{not_listed} more tasks are not listed: GitHub limits a check run's text to 65535 bytes.\n"
+            )),
+            "{}",
+            &output.text[output.text.len() - 200..]
+        );
+        assert!(
+            !output.text.contains("Optional Tasks"),
+            "the cut comes before it"
+        );
+    }
+
+    #[test]
+    fn output_at_the_limit_is_left_whole() {
+        let list = many(10, "short");
+        assert_eq!(list.render().text, tables(&list, &list.counts()));
+        let row_bytes = table_row(&task("x", true)).len() + 1;
+        let fits = (MAX_OUTPUT_BYTES - REQUIRED_HEADER.len() - 1) / row_bytes;
+        let exact = TaskList {
+            required: vec![task("x", true); fits],
+            optional: Vec::new(),
+        };
+        assert!(!exact.render().text.contains("not listed"));
+        let over = TaskList {
+            required: vec![task("x", true); fits + 1],
+            optional: Vec::new(),
+        };
+        let text = over.render().text;
+        assert!(text.len() <= MAX_OUTPUT_BYTES);
+        assert!(text.ends_with("bytes.\n"), "{}", &text[text.len() - 100..]);
+    }
+
+    #[test]
+    fn one_task_longer_than_the_limit_is_counted_but_not_listed() {
+        let list = TaskList {
+            required: vec![
+                task("a", false),
+                task(&"é".repeat(40_000), false),
+                task("c", true),
+            ],
+            optional: Vec::new(),
+        };
+        let text = list.render().text;
+        assert!(text.len() <= MAX_OUTPUT_BYTES);
+        assert_eq!(
+            text,
+            format!(
+                "{REQUIRED_HEADER}| a | **Incomplete** |\n\n2 more tasks are not listed: GitHub limits a check run's text to 65535 bytes.\n"
+            )
+        );
+        assert_eq!(list.render().title, "1 / 3 tasks completed");
     }
 
     #[test]

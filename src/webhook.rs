@@ -5,22 +5,41 @@
 //! on a delivery after 10 s and never retries it by itself, so nothing here
 //! waits for GitHub or for a write slot.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
+use http_body_util::BodyExt as _;
 use sha2::Sha256;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::check::{CheckRunRequest, TaskSources};
 use crate::event::{Event, PayloadSnapshot};
+use crate::metrics::{self, DeliveryOutcome};
 use crate::pending::{Added, WorkItem};
-use crate::server::AppState;
+use crate::server::{AppState, ReceiveDeadline};
 
 /// GitHub caps webhook payloads at 25 MB.
 pub const MAX_PAYLOAD_BYTES: usize = 25 * 1024 * 1024;
+
+/// Bodies up to this size use their own part of the body budget, so that
+/// large uploads, stalled or not, never hold up ordinary deliveries (a
+/// pull request event is tens of KiB).
+pub const SMALL_BODY_BYTES: usize = 1024 * 1024;
+
+/// Body bytes reserved before each read: no more than a connection's read
+/// buffer holds.
+const READ_AHEAD_BYTES: usize = crate::server::MAX_READ_BUFFER;
+
+/// What a refused client is told to wait before it tries again.
+const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// Why a delivery was refused, with the status GitHub will record.
 #[derive(Debug, thiserror::Error)]
@@ -39,17 +58,79 @@ pub enum Rejection {
     MalformedPayload(String),
     #[error("cannot record the work: {0}")]
     StoreUnavailable(String),
+    #[error("header {0} is not a well-formed value")]
+    MalformedHeader(&'static str),
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the request did not arrive in time")]
+    ReceiveTimeout,
+    #[error("too many large bodies in flight: try again later")]
+    BodyBudgetFull,
+    #[error("the body could not be read: {0}")]
+    BodyUnreadable(String),
 }
 
 impl Rejection {
     fn status(&self) -> StatusCode {
         match self {
             Rejection::MissingHeader(_)
+            | Rejection::MalformedHeader(_)
             | Rejection::MalformedJson(_)
-            | Rejection::MalformedPayload(_) => StatusCode::BAD_REQUEST,
+            | Rejection::MalformedPayload(_)
+            | Rejection::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::BadSignature => StatusCode::UNAUTHORIZED,
-            Rejection::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::ReceiveTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::StoreUnavailable(_) | Rejection::BodyBudgetFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// Its kind, for the summary of refused requests.
+    fn kind(&self) -> Refused {
+        match self {
+            Rejection::MissingHeader(_) | Rejection::MalformedHeader(_) => Refused::BadHeaders,
+            Rejection::UnsupportedContentType(_) => Refused::ContentType,
+            Rejection::BadSignature => Refused::BadSignature,
+            Rejection::MalformedJson(_) | Rejection::MalformedPayload(_) => Refused::BadPayload,
+            Rejection::TooLarge(_) => Refused::TooLarge,
+            Rejection::ReceiveTimeout | Rejection::BodyUnreadable(_) => Refused::ReceiveTimeout,
+            Rejection::BodyBudgetFull => Refused::BodyBudget,
+            Rejection::StoreUnavailable(_) => Refused::StoreUnavailable,
+        }
+    }
+
+    /// Whether the request body may be left unread, so that the connection
+    /// cannot carry another request.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Rejection::TooLarge(_)
+                | Rejection::ReceiveTimeout
+                | Rejection::BodyBudgetFull
+                | Rejection::BodyUnreadable(_)
+        )
+    }
+
+    /// How the metrics count this rejection.
+    fn outcome(&self) -> DeliveryOutcome {
+        match self {
+            Rejection::MissingHeader(_) => DeliveryOutcome::Rejected("missing_header"),
+            Rejection::MalformedHeader(_) => DeliveryOutcome::Rejected("malformed_header"),
+            Rejection::UnsupportedContentType(_) => {
+                DeliveryOutcome::Rejected("unsupported_content_type")
+            }
+            Rejection::BadSignature => DeliveryOutcome::Rejected("bad_signature"),
+            Rejection::MalformedJson(_) => DeliveryOutcome::Rejected("malformed_json"),
+            Rejection::MalformedPayload(_) => DeliveryOutcome::Rejected("malformed_payload"),
+            Rejection::TooLarge(_) => DeliveryOutcome::Rejected("too_large"),
+            Rejection::ReceiveTimeout | Rejection::BodyUnreadable(_) => {
+                DeliveryOutcome::Rejected("receive_timeout")
+            }
+            Rejection::BodyBudgetFull => DeliveryOutcome::Rejected("body_budget"),
+            Rejection::StoreUnavailable(_) => DeliveryOutcome::StoreError,
         }
     }
 }
@@ -57,7 +138,15 @@ impl Rejection {
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.to_string() });
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        if self.closes_connection() {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -85,6 +174,14 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<Deliver
     };
     let event = header("x-github-event")?.to_owned();
     let id = header("x-github-delivery")?.to_owned();
+    // Neither header is signed: only a shape that cannot smuggle anything
+    // into logs passes.
+    if !is_event_name(&event) {
+        return Err(Rejection::MalformedHeader("x-github-event"));
+    }
+    if !is_delivery_id(&id) {
+        return Err(Rejection::MalformedHeader("x-github-delivery"));
+    }
     let signature = header("x-hub-signature-256")?;
     let content_type = content_type(headers)?;
     if !signature_matches(secret, body, signature) {
@@ -125,6 +222,22 @@ fn form_payload(body: &[u8]) -> Result<Vec<u8>, Rejection> {
         })
 }
 
+/// GitHub's event names: `pull_request`, `issue_comment`, …
+fn is_event_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// GitHub's delivery ids are GUIDs; test senders use short names.
+fn is_delivery_id(id: &str) -> bool {
+    id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 /// HMAC-SHA256 of the raw body, compared in constant time by `hmac`.
 pub fn signature_matches(secret: &[u8], body: &[u8], header: &str) -> bool {
     let Some(hex_digest) = header.trim().strip_prefix("sha256=") else {
@@ -139,25 +252,361 @@ pub fn signature_matches(secret: &[u8], body: &[u8], header: &str) -> bool {
 }
 
 /// `POST {WEBHOOK_PATH}`.
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let outcome = match accept(&state, &headers, &body) {
-        Ok(Accepted::Answered(response)) => Ok(response),
-        Ok(Accepted::Record(item, delivery_id)) => record(&state, item, delivery_id).await,
+pub async fn receive(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let event = headers
+        .get("x-github-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let deadline = parts
+        .extensions
+        .get::<ReceiveDeadline>()
+        .map(|deadline| deadline.0)
+        .unwrap_or_else(|| Instant::now() + state.config.limits.receive_timeout);
+    let outcome = match read_body(body, &headers, &state.body_budget, deadline).await {
+        Ok((body, _room)) => match accept(&state, &headers, &body) {
+            Ok(Accepted::Answered(response)) => Ok(response),
+            Ok(Accepted::Record(item, delivery_id)) => {
+                record(&state, item, delivery_id, &event).await
+            }
+            Err(rejection) => Err(rejection),
+        },
         Err(rejection) => Err(rejection),
     };
     match outcome {
         Ok(response) => response,
         Err(rejection) => {
-            tracing::warn!(
-                delivery_id = headers.get("x-github-delivery").and_then(|v| v.to_str().ok()).unwrap_or("-"),
-                event = headers.get("x-github-event").and_then(|v| v.to_str().ok()).unwrap_or("-"),
-                status = rejection.status().as_u16(),
-                reason = %rejection,
-                "delivery rejected"
+            metrics::delivery(&event, rejection.outcome());
+            state.rejections.refused(
+                rejection.kind(),
+                Some(&RefusedRequest {
+                    headers: &headers,
+                    status: rejection.status(),
+                    reason: &rejection.to_string(),
+                }),
             );
             rejection.into_response()
         }
     }
+}
+
+/// The bytes of request bodies one worker holds in memory at once, in two
+/// parts: a quarter for bodies up to [`SMALL_BODY_BYTES`], the rest for
+/// larger ones. Bytes are counted as they arrive (a declared length costs
+/// nothing until it is sent), and a body waits for room before each read,
+/// so what is not read stays in the kernel's socket buffer.
+pub struct BodyBudget {
+    small: Arc<Semaphore>,
+    small_bytes: usize,
+    large: Arc<Semaphore>,
+    large_bytes: usize,
+}
+
+impl BodyBudget {
+    pub fn new(total_bytes: usize) -> BodyBudget {
+        let small_bytes = total_bytes / 4;
+        let large_bytes = total_bytes - small_bytes;
+        BodyBudget {
+            small: Arc::new(Semaphore::new(small_bytes)),
+            small_bytes,
+            large: Arc::new(Semaphore::new(large_bytes)),
+            large_bytes,
+        }
+    }
+
+    /// The part a body of the declared length draws from, and its size.
+    fn lane(&self, declared: Option<usize>) -> (&Arc<Semaphore>, usize) {
+        match declared {
+            Some(length) if length <= SMALL_BODY_BYTES => (&self.small, self.small_bytes),
+            _ => (&self.large, self.large_bytes),
+        }
+    }
+
+    /// Bytes in use now, for tests and status.
+    pub fn in_use(&self) -> usize {
+        (self.small_bytes - self.small.available_permits())
+            + (self.large_bytes - self.large.available_permits())
+    }
+}
+
+/// Reads a whole body within the budget and the deadline. The returned
+/// permit holds the body's share of the budget until it is dropped.
+async fn read_body(
+    mut body: axum::body::Body,
+    headers: &HeaderMap,
+    budget: &BodyBudget,
+    deadline: Instant,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Rejection> {
+    let declared = match headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or(Rejection::MalformedHeader("content-length"))?,
+        ),
+    };
+    let (lane, lane_bytes) = budget.lane(declared);
+    let most = MAX_PAYLOAD_BYTES.min(lane_bytes);
+    if let Some(length) = declared.filter(|length| *length > most) {
+        let _ = length;
+        return Err(Rejection::TooLarge(most));
+    }
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let ahead = match declared {
+            Some(length) => length.saturating_sub(total).min(READ_AHEAD_BYTES),
+            None => READ_AHEAD_BYTES,
+        };
+        let mut room = reserve(lane, ahead, deadline).await?;
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .map_err(|_| Rejection::ReceiveTimeout)?;
+        let data = match frame {
+            None => break,
+            Some(Err(error)) => return Err(Rejection::BodyUnreadable(error.to_string())),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_trailers) => continue,
+            },
+        };
+        total += data.len();
+        if total > most {
+            return Err(Rejection::TooLarge(most));
+        }
+        // Keep exactly the frame's size of the budget.
+        if data.len() > ahead {
+            if let Some(more) = reserve(lane, data.len() - ahead, deadline).await? {
+                merge(&mut room, more);
+            }
+        } else if let Some(permit) = room.as_mut() {
+            room = permit.split(data.len());
+        }
+        if let Some(permit) = room {
+            merge(&mut held, permit);
+        }
+        if !data.is_empty() {
+            chunks.push(data);
+        }
+    }
+    let body = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => {
+            let mut whole = Vec::with_capacity(total);
+            for chunk in &chunks {
+                whole.extend_from_slice(chunk);
+            }
+            Bytes::from(whole)
+        }
+    };
+    Ok((body, held))
+}
+
+/// Waits for `bytes` of room in `lane` until the deadline.
+async fn reserve(
+    lane: &Arc<Semaphore>,
+    bytes: usize,
+    deadline: Instant,
+) -> Result<Option<OwnedSemaphorePermit>, Rejection> {
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let permits = u32::try_from(bytes).map_err(|_| Rejection::TooLarge(bytes))?;
+    match tokio::time::timeout_at(deadline, Arc::clone(lane).acquire_many_owned(permits)).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        Ok(Err(_closed)) => Err(Rejection::BodyBudgetFull),
+        Err(_elapsed) => Err(Rejection::BodyBudgetFull),
+    }
+}
+
+fn merge(held: &mut Option<OwnedSemaphorePermit>, permit: OwnedSemaphorePermit) {
+    match held {
+        Some(held) => held.merge(permit),
+        None => *held = Some(permit),
+    }
+}
+
+/// Why a request was refused, as the summary of refusals counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refused {
+    BadHeaders,
+    ContentType,
+    BadSignature,
+    BadPayload,
+    TooLarge,
+    ReceiveTimeout,
+    BodyBudget,
+    ConnectionCap,
+    StoreUnavailable,
+}
+
+impl Refused {
+    fn label(self) -> &'static str {
+        match self {
+            Refused::BadHeaders => "bad headers",
+            Refused::ContentType => "unsupported content type",
+            Refused::BadSignature => "bad signature",
+            Refused::BadPayload => "bad payload",
+            Refused::TooLarge => "too large",
+            Refused::ReceiveTimeout => "receive timeout",
+            Refused::BodyBudget => "body budget full",
+            Refused::ConnectionCap => "connection cap reached",
+            Refused::StoreUnavailable => "store unavailable",
+        }
+    }
+}
+
+/// What the log says about one refused request.
+pub struct RefusedRequest<'a> {
+    pub headers: &'a HeaderMap,
+    pub status: StatusCode,
+    pub reason: &'a str,
+}
+
+/// Logs refused requests without letting senders flood the journal: the
+/// first few of each window are logged one by one, with every value a
+/// sender wrote sanitised and truncated; the rest are counted and logged
+/// as one summary line when the window ends.
+pub struct RejectionLog {
+    window: Duration,
+    detailed_per_window: u32,
+    state: Mutex<RejectionWindow>,
+}
+
+struct RejectionWindow {
+    started: Instant,
+    detailed: u32,
+    suppressed: BTreeMap<Refused, u64>,
+}
+
+/// How much of a value a sender wrote reaches the log.
+const LOGGED_VALUE_CHARS: usize = 64;
+
+impl Default for RejectionLog {
+    fn default() -> Self {
+        RejectionLog::new(Duration::from_secs(10), 5)
+    }
+}
+
+impl RejectionLog {
+    pub fn new(window: Duration, detailed_per_window: u32) -> RejectionLog {
+        RejectionLog {
+            window,
+            detailed_per_window,
+            state: Mutex::new(RejectionWindow {
+                started: Instant::now(),
+                detailed: 0,
+                suppressed: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// Notes one refusal; logs it, or counts it for the summary.
+    pub fn refused(&self, why: Refused, request: Option<&RefusedRequest<'_>>) {
+        let detailed = {
+            let mut state = self.state.lock().expect("rejection log lock");
+            self.roll(&mut state);
+            if state.detailed < self.detailed_per_window {
+                state.detailed += 1;
+                true
+            } else {
+                *state.suppressed.entry(why).or_default() += 1;
+                false
+            }
+        };
+        if !detailed {
+            return;
+        }
+        match request {
+            Some(request) => {
+                let value = |name: &str| {
+                    request
+                        .headers
+                        .get(name)
+                        .map_or_else(|| "-".to_owned(), |v| sanitise(v.as_bytes()))
+                };
+                tracing::warn!(
+                    refused = why.label(),
+                    status = request.status.as_u16(),
+                    reason = sanitise(request.reason.as_bytes()),
+                    delivery_id = value("x-github-delivery"),
+                    event = value("x-github-event"),
+                    content_type = value("content-type"),
+                    content_length = value("content-length"),
+                    user_agent = value("user-agent"),
+                    "request refused"
+                );
+            }
+            None => tracing::warn!(refused = why.label(), "request refused"),
+        }
+    }
+
+    /// Logs the summary of a window that has ended; called on every
+    /// refusal and from time to time, so that a quiet period still ends it.
+    pub fn flush_if_due(&self) {
+        let mut state = self.state.lock().expect("rejection log lock");
+        self.roll(&mut state);
+    }
+
+    /// How many refusals the current window counts without logging them.
+    pub fn suppressed(&self) -> u64 {
+        let state = self.state.lock().expect("rejection log lock");
+        state.suppressed.values().sum()
+    }
+
+    fn roll(&self, state: &mut RejectionWindow) {
+        let elapsed = state.started.elapsed();
+        if elapsed < self.window {
+            return;
+        }
+        if !state.suppressed.is_empty() {
+            let total: u64 = state.suppressed.values().sum();
+            let counts = state
+                .suppressed
+                .iter()
+                .map(|(why, count)| format!("{} {count}", why.label()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tracing::warn!(
+                suppressed = total,
+                seconds = elapsed.as_secs(),
+                counts,
+                "more requests refused, not logged one by one"
+            );
+        }
+        *state = RejectionWindow {
+            started: Instant::now(),
+            detailed: 0,
+            suppressed: BTreeMap::new(),
+        };
+    }
+}
+
+/// A value a sender wrote, fit for a log line: printable ASCII only (every
+/// other byte, control characters and newlines included, becomes `?`), at
+/// most [`LOGGED_VALUE_CHARS`] characters.
+pub fn sanitise(raw: &[u8]) -> String {
+    let mut text: String = raw
+        .iter()
+        .take(LOGGED_VALUE_CHARS)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if raw.len() > LOGGED_VALUE_CHARS {
+        text.push_str("...");
+    }
+    text
 }
 
 /// What a verified delivery needs: nothing more, or its work recorded.
@@ -183,57 +632,56 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted
 
     let item = match event {
         Event::Ignored { reason } => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::Ignored);
             tracing::debug!(delivery_id = %delivery.id, event = %delivery.event, %reason, "ignored");
             return Ok(Accepted::Answered(
                 (StatusCode::OK, "ignored\n").into_response(),
             ));
         }
         Event::PullRequestChanged { snapshot, pull } if state.config.dry_run => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::DryRun);
             dry_run(state, &delivery, &pull.to_string(), &snapshot);
             return Ok(Accepted::Answered(
                 (StatusCode::OK, "dry run\n").into_response(),
             ));
         }
         Event::MergeGroupChecksRequested { head_sha, .. } if state.config.dry_run => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::DryRun);
             let request = CheckRunRequest::merge_group(&head_sha, chrono::Utc::now());
             log_dry_run(&delivery, "merge group", &request);
             return Ok(Accepted::Answered(
                 (StatusCode::OK, "dry run\n").into_response(),
             ));
         }
-        Event::PullRequestChanged { pull, .. } => WorkItem::PullRequest(pull),
-        Event::MergeGroupChecksRequested {
-            installation,
-            repo,
-            head_sha,
-        } => WorkItem::MergeGroup {
-            installation,
-            repo,
-            head_sha,
-        },
+        handled => WorkItem::from_event(handled).expect("ignored events are answered above"),
     };
     Ok(Accepted::Record(item, delivery.id))
 }
 
-/// Records the work before answering. The store may wait on another
-/// process's lock, so the call runs on the blocking pool, not on the
-/// threads that serve requests.
+/// Records the work before answering: a 2xx means it is durable. The store
+/// may wait on another process's lock, so the call runs on the store
+/// thread, which records deliveries arriving together in one transaction;
+/// the threads that serve requests only await its answer.
 async fn record(
     state: &AppState,
     item: WorkItem,
     delivery_id: String,
+    event: &str,
 ) -> Result<Response, Rejection> {
-    let pending = std::sync::Arc::clone(&state.pending);
-    let id = delivery_id.clone();
-    let added = tokio::task::spawn_blocking(move || pending.add(item, &id))
+    let added = state
+        .pending
+        .add(item, &delivery_id)
         .await
-        .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?
         .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?;
+    metrics::delivery(event, added.into());
     match added {
         Added::New => {}
         Added::Coalesced => tracing::debug!(delivery_id, "joined work already pending"),
         Added::DuplicateDelivery => {
-            tracing::info!(delivery_id, "delivery already handled: not queued again");
+            tracing::info!(
+                delivery_id,
+                "delivery seen before and its work is waiting: nothing to add"
+            );
             return Ok((StatusCode::OK, "duplicate delivery\n").into_response());
         }
     }
@@ -355,6 +803,37 @@ mod tests {
         ]);
         let delivery = verify(&map, body.as_bytes(), SECRET).unwrap();
         assert_eq!(delivery.payload, json.as_bytes());
+    }
+
+    #[test]
+    fn logged_values_are_printable_ascii_and_truncated() {
+        assert_eq!(sanitise(b"d-1"), "d-1");
+        let hostile = b"x\r\nINJECTED=1\n\x1b[31m\x00\xff\xc3\xa9";
+        let clean = sanitise(hostile);
+        assert!(
+            clean.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "{clean:?}"
+        );
+        assert!(clean.starts_with("x??INJECTED=1??[31m"), "{clean:?}");
+        let long = sanitise(&[b'a'; 1000]);
+        assert_eq!(long.len(), LOGGED_VALUE_CHARS + 3);
+        assert!(long.ends_with("..."));
+    }
+
+    #[test]
+    fn refusals_past_a_few_per_window_are_counted_not_logged() {
+        let log = RejectionLog::new(Duration::from_secs(3600), 2);
+        for _ in 0..7 {
+            log.refused(Refused::BadSignature, None);
+        }
+        log.refused(Refused::TooLarge, None);
+        assert_eq!(log.suppressed(), 6);
+        // A window that has ended starts over (after its summary line).
+        let log = RejectionLog::new(Duration::ZERO, 2);
+        for _ in 0..7 {
+            log.refused(Refused::BadSignature, None);
+        }
+        assert_eq!(log.suppressed(), 0);
     }
 
     #[test]

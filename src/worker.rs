@@ -5,8 +5,23 @@
 //! writes it only when it differs from the latest one. Writes go through a
 //! per-installation limiter (governor), so a burst on one installation never
 //! delays another's, and reads are never gated by it.
+//!
+//! # When GitHub fails
+//!
+//! Work answered 202 is dropped for a failure that can pass only after
+//! [`RetryRules::retry_for`]: 5xx answers, timeouts, connection errors and
+//! token-mint failures are retried with capped exponential back-off. After
+//! a failure the whole installation is paused in the store for a back-off
+//! that grows while its failures continue, so that during an outage one
+//! item per installation probes GitHub and the others wait; the failed item
+//! waits at least until just after that pause, so items take turns and one
+//! that GitHub cannot serve does not hold up the rest. Rate limits pause
+//! the installation for every worker of the host and do not count against
+//! the item. Answers that will not get better
+//! ([`Refusal`](crate::github::Refusal)) end the item with one ERROR line
+//! naming the cause.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,11 +32,102 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::check::{CHECK_NAME, CheckRunRequest, TaskSources};
-use crate::github::{GitHub, GitHubError, InstallationClient, InstallationId};
-use crate::pending::{Claim, PendingSet, WorkItem};
+use crate::config::{Config, MAX_SECONDARY_PAUSE};
+use crate::github::{
+    GitHub, GitHubError, InstallationClient, InstallationId, MAX_RATE_LIMIT_PAUSE, RateLimit,
+};
+use crate::metrics::{self, CheckRunOutcome};
+use crate::pending::{Claim, DroppedItem, PendingError, Store, WorkItem};
 
-/// Failed attempts after which an item is dropped (and logged).
-const MAX_ATTEMPTS: u32 = 5;
+/// How long and how often the worker tries again.
+#[derive(Debug, Clone)]
+pub struct RetryRules {
+    /// How long an item is retried through transient failures (`RETRY_FOR`),
+    /// measured by the back-offs its failed attempts have waited.
+    pub retry_for: Duration,
+    /// The back-off after an item's first failure; doubled on each further
+    /// one.
+    pub first_backoff: Duration,
+    /// The longest back-off.
+    pub backoff_cap: Duration,
+    /// The shortest pause after a secondary rate limit; doubled on repeats.
+    pub min_secondary_pause: Duration,
+    /// The longest pause repeated secondary limits grow to (a `Retry-After`
+    /// may ask for more, up to [`MAX_RATE_LIMIT_PAUSE`]).
+    pub max_secondary_pause: Duration,
+}
+
+impl RetryRules {
+    pub fn from_config(config: &Config) -> RetryRules {
+        RetryRules {
+            retry_for: config.retry_for,
+            first_backoff: Duration::from_secs(2),
+            backoff_cap: config.retry_backoff_cap,
+            min_secondary_pause: config.min_secondary_pause,
+            max_secondary_pause: MAX_SECONDARY_PAUSE,
+        }
+    }
+
+    /// The back-off after `failures` failures (one or more), before jitter.
+    fn nominal_backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(30);
+        self.first_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_cap)
+    }
+
+    /// The back-off after `failures` failures, with up to 25% taken off at
+    /// random so that items and workers failing together spread out.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        self.nominal_backoff(failures)
+            .mul_f64(1.0 - 0.25 * random_fraction())
+    }
+
+    /// Whether an item that has failed `failures` times has been retried
+    /// for `retry_for`: the sum of the back-offs it waited (nominal, so
+    /// that every worker of the host reaches the same answer from the
+    /// count the store keeps).
+    pub fn retried_long_enough(&self, failures: u32) -> bool {
+        let mut waited = Duration::ZERO;
+        for failure in 1..failures {
+            waited = waited.saturating_add(self.nominal_backoff(failure));
+            if waited >= self.retry_for {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The pause after the `repeats`-th secondary rate limit in a row (the
+    /// first is 1). What GitHub asked for in `Retry-After` (or until its
+    /// reset) is honoured as asked; without it, as GitHub advises, at least
+    /// the minimum, doubling on repeats up to the maximum.
+    pub fn secondary_pause(&self, repeats: u32, asked: Option<Duration>) -> Duration {
+        let doublings = repeats.saturating_sub(1).min(30);
+        let grown = self
+            .min_secondary_pause
+            .saturating_mul(1 << doublings)
+            .min(self.max_secondary_pause);
+        asked.unwrap_or(grown).min(MAX_RATE_LIMIT_PAUSE)
+    }
+}
+
+fn random_fraction() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// What went wrong lately for one installation, in this process.
+#[derive(Debug, Default, Clone, Copy)]
+struct Trouble {
+    /// Transient failures in a row, whichever item met them.
+    failures: u32,
+    /// Secondary rate limits in a row.
+    secondary_limits: u32,
+}
 
 /// Live figures for the operator (systemd's STATUS=) and for tests.
 #[derive(Debug)]
@@ -32,6 +138,8 @@ pub struct Stats {
     pub dropped: AtomicU64,
     pub waiting_on_limiter: AtomicUsize,
     pub last_error: Mutex<Option<String>>,
+    /// Why the last dropped item was dropped, for the operator.
+    pub last_refusal: Mutex<Option<String>>,
     /// Counts finished claims (written, skipped, dropped or deferred), so
     /// that tests wait for processing instead of sleeping.
     finished: watch::Sender<u64>,
@@ -46,6 +154,7 @@ impl Default for Stats {
             dropped: AtomicU64::new(0),
             waiting_on_limiter: AtomicUsize::new(0),
             last_error: Mutex::new(None),
+            last_refusal: Mutex::new(None),
             finished: watch::Sender::new(0),
         }
     }
@@ -68,16 +177,22 @@ impl Stats {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
     }
 
+    fn record_refusal(&self, cause: &dyn std::fmt::Display) {
+        *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.to_string());
+    }
+
     /// One line for `systemctl status`.
     pub fn status_line(&self, pending: usize) -> String {
-        let last_error = self
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_else(|| "none".into());
+        let read = |slot: &Mutex<Option<String>>| {
+            slot.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| "none".into())
+        };
+        let last_error = read(&self.last_error);
+        let last_refusal = read(&self.last_refusal);
         format!(
-            "pending {pending}, waiting on limiter {}, deliveries {}, writes {}, unchanged {}, dropped {}, last GitHub error: {last_error}",
+            "pending {pending}, waiting on limiter {}, deliveries {}, writes {}, unchanged {}, dropped {}, last dropped because: {last_refusal}, last GitHub error: {last_error}",
             self.waiting_on_limiter.load(Ordering::Relaxed),
             self.deliveries.load(Ordering::Relaxed),
             self.writes.load(Ordering::Relaxed),
@@ -89,7 +204,7 @@ impl Stats {
 
 /// Spends write slots on pending work.
 pub struct Worker {
-    pending: Arc<dyn PendingSet>,
+    pending: Store,
     github: GitHub,
     limiter: DefaultKeyedRateLimiter<InstallationId>,
     ignored_bots: Vec<String>,
@@ -99,15 +214,22 @@ pub struct Worker {
     /// Installations that have a driving task; one per installation, so
     /// that its writes leave one after the other.
     driving: Mutex<HashSet<InstallationId>>,
+    rules: RetryRules,
+    /// Recent failures per installation, for growing back-offs and pauses.
+    trouble: Mutex<HashMap<InstallationId, Trouble>>,
+    /// Set when a worker of a shared store stops: it claims nothing more,
+    /// the other workers take what is left.
+    stopped_claiming: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
     pub fn new(
-        pending: Arc<dyn PendingSet>,
+        pending: Store,
         github: GitHub,
         quota: governor::Quota,
         ignored_bots: Vec<String>,
         stats: Arc<Stats>,
+        rules: RetryRules,
     ) -> Arc<Worker> {
         Arc::new(Worker {
             pending,
@@ -117,6 +239,9 @@ impl Worker {
             driver_done: Notify::new(),
             stats,
             driving: Mutex::default(),
+            rules,
+            trouble: Mutex::default(),
+            stopped_claiming: Default::default(),
         })
     }
 
@@ -127,7 +252,7 @@ impl Worker {
         let tracker = TaskTracker::new();
         let mut last_cleanup = Instant::now();
         while !stop.is_cancelled() {
-            self.start_drivers(&tracker);
+            self.start_drivers(&tracker).await;
             if last_cleanup.elapsed() > Duration::from_secs(60) {
                 self.limiter.retain_recent();
                 last_cleanup = Instant::now();
@@ -135,14 +260,23 @@ impl Worker {
             tokio::select! {
                 _ = self.pending.changed() => {}
                 _ = self.driver_done.notified() => {}
-                _ = tokio::time::sleep(self.until_next_retry()) => {}
+                _ = tokio::time::sleep(self.until_next_retry().await) => {}
                 _ = stop.cancelled() => {}
             }
         }
 
         let deadline = tokio::time::Instant::now() + drain_timeout;
-        let pending = self.pending.len();
-        if pending > 0 {
+        let shared = self.pending.is_shared();
+        if shared {
+            self.stopped_claiming
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let pending = self
+            .pending
+            .len()
+            .await
+            .unwrap_or_else(|_| self.pending.cached_len());
+        if pending > 0 && !shared {
             tracing::info!(
                 pending,
                 ?drain_timeout,
@@ -150,17 +284,20 @@ impl Worker {
             );
         }
         loop {
-            self.start_drivers(&tracker);
-            if self.drained() {
+            if !shared {
+                self.start_drivers(&tracker).await;
+            }
+            if self.drained().await {
                 break;
             }
             tokio::select! {
                 _ = self.pending.changed() => {}
                 _ = self.driver_done.notified() => {}
-                _ = tokio::time::sleep(self.until_next_retry()) => {}
+                _ = tokio::time::sleep(self.until_next_retry().await) => {}
                 _ = tokio::time::sleep_until(deadline) => {
+                    let left = self.pending.len().await.unwrap_or_else(|_| self.pending.cached_len());
                     tracing::warn!(
-                        left = self.pending.len(),
+                        left,
                         "drain time is up: queued checks were not written"
                     );
                     break;
@@ -173,21 +310,17 @@ impl Worker {
     /// Whether a stopping worker may exit: it holds no claim, and nothing
     /// is left that only it could write. Items of a shared store stay there
     /// for the other workers; a private store must be empty.
-    fn drained(&self) -> bool {
-        if !self.driving.lock().expect("driving lock").is_empty() {
+    async fn drained(&self) -> bool {
+        if !self.driving_now().is_empty() {
             return false;
         }
-        if !self.pending.is_shared() {
-            return self.pending.is_empty();
-        }
-        self.pending
-            .ready_installations(SystemTime::now())
-            .is_ok_and(|ready| ready.is_empty())
+        // Items of a shared store that no claim holds stay for the others.
+        self.pending.is_shared() || self.pending.is_empty().await.unwrap_or(false)
     }
 
-    fn until_next_retry(&self) -> Duration {
+    async fn until_next_retry(&self) -> Duration {
         const IDLE_POLL: Duration = Duration::from_secs(1);
-        match self.pending.next_retry() {
+        match self.pending.next_retry().await {
             Some(at) => at
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
@@ -198,16 +331,16 @@ impl Worker {
 
     /// Starts a driving task for every installation with ready work and
     /// none yet.
-    fn start_drivers(self: &Arc<Self>, tracker: &TaskTracker) {
+    async fn start_drivers(self: &Arc<Self>, tracker: &TaskTracker) {
         let now = SystemTime::now();
-        let ready = match self.pending.ready_installations(now) {
+        let ready = match self.pending.ready_installations(now).await {
             Ok(ready) => ready,
             Err(error) => {
                 tracing::error!(%error, "cannot read pending work");
                 return;
             }
         };
-        let mut driving = self.driving.lock().expect("driving lock");
+        let mut driving = self.driving_now();
         for installation in ready {
             if !driving.insert(installation) {
                 continue;
@@ -217,10 +350,29 @@ impl Worker {
         }
     }
 
-    /// Works through one installation's items, one at a time.
+    /// The installations being driven. A panic elsewhere cannot leave this
+    /// set inconsistent (every change is one insert or remove).
+    fn driving_now(&self) -> std::sync::MutexGuard<'_, HashSet<InstallationId>> {
+        self.driving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Works through one installation's items, one at a time. Each item is
+    /// processed in a task of its own, so that a panic while processing it
+    /// puts the item back instead of leaving it claimed by this live worker;
+    /// the guard gives the installation back to the loop however this ends.
     async fn drive(self: Arc<Self>, installation: InstallationId) {
+        let _driving = DrivingGuard {
+            worker: Arc::clone(&self),
+            installation,
+        };
         loop {
-            let claim = match self.pending.claim(installation, SystemTime::now()) {
+            if self
+                .stopped_claiming
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                break;
+            }
+            let claim = match self.pending.claim(installation, SystemTime::now()).await {
                 Ok(Some(claim)) => claim,
                 Ok(None) => break,
                 Err(error) => {
@@ -228,15 +380,44 @@ impl Worker {
                     break;
                 }
             };
-            self.process(claim).await;
+            let worker = Arc::clone(&self);
+            let held = claim.clone();
+            if let Err(failure) = tokio::spawn(async move { worker.process(claim).await }).await {
+                tracing::error!(
+                    delivery_id = %held.delivery_id,
+                    installation_id = installation.0,
+                    repository = %held.item.repo(),
+                    pull_request = pull_number(&held.item),
+                    %failure,
+                    "processing a check failed unexpectedly; it is put back to be tried again"
+                );
+                let failures = held.attempts + 1;
+                if self.rules.retried_long_enough(failures) {
+                    // An item that makes the bot panic every time.
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .record_refusal(&"processing it failed unexpectedly for RETRY_FOR");
+                    tracing::error!(
+                        delivery_id = %held.delivery_id,
+                        attempts = failures,
+                        "giving up on this check: processing it failed for RETRY_FOR"
+                    );
+                    self.record_dropped(
+                        &held,
+                        "processing it failed unexpectedly for RETRY_FOR".to_owned(),
+                    )
+                    .await;
+                    self.finish(&held).await;
+                } else {
+                    let retry_at = SystemTime::now() + self.rules.backoff(failures);
+                    self.store("put the item back", || {
+                        self.pending.retry_later(&held, retry_at)
+                    })
+                    .await;
+                }
+            }
             self.stats.finished.send_modify(|finished| *finished += 1);
         }
-        self.driving
-            .lock()
-            .expect("driving lock")
-            .remove(&installation);
-        // Work may have arrived between the last claim and now.
-        self.driver_done.notify_one();
     }
 
     async fn process(&self, claim: Claim) {
@@ -245,7 +426,8 @@ impl Worker {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, installation_id = installation.0, "no client for installation");
-                return self.finish(&claim);
+                metrics::check_run(CheckRunOutcome::Dropped("no_client"));
+                return self.finish(&claim).await;
             }
         };
         let outcome = match &claim.item {
@@ -256,8 +438,11 @@ impl Worker {
             }
         };
         match outcome {
-            Ok(()) => self.finish(&claim),
-            Err(error) => self.failed(&claim, error),
+            Ok(()) => {
+                self.trouble_of(installation, |trouble| *trouble = Trouble::default());
+                self.finish(&claim).await
+            }
+            Err(error) => self.failed(&claim, error).await,
         }
     }
 
@@ -271,6 +456,7 @@ impl Worker {
         };
         let state = client.pull_request_state(&pull.repo, pull.number).await?;
         if !state.pull.is_open() {
+            metrics::check_run(CheckRunOutcome::Closed);
             tracing::debug!(
                 delivery_id = %claim.delivery_id,
                 installation_id = pull.installation.0,
@@ -292,6 +478,7 @@ impl Worker {
             .await?;
         if latest.is_some_and(|existing| request.says_the_same_as(&existing)) {
             self.stats.skipped_unchanged.fetch_add(1, Ordering::Relaxed);
+            metrics::check_run(CheckRunOutcome::Unchanged);
             tracing::debug!(
                 delivery_id = %claim.delivery_id,
                 installation_id = pull.installation.0,
@@ -323,6 +510,7 @@ impl Worker {
             .fetch_sub(1, Ordering::Relaxed);
         let created = client.create_check_run(repo, request).await?;
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        metrics::check_run_written(installation, claim.received_at);
         tracing::info!(
             delivery_id = %claim.delivery_id,
             installation_id = installation.0,
@@ -338,61 +526,234 @@ impl Worker {
         Ok(())
     }
 
-    fn finish(&self, claim: &Claim) {
-        if let Err(error) = self.pending.done(claim) {
-            tracing::error!(%error, "cannot mark work done");
+    /// Remembers in the store that `claim` was given up on, for
+    /// `task-list-bot status`: call once wherever an item is dropped.
+    async fn record_dropped(&self, claim: &Claim, cause: String) {
+        let dropped = DroppedItem {
+            item: claim.item.clone(),
+            cause,
+            at: SystemTime::now(),
+        };
+        if let Err(error) = self.pending.record_dropped(dropped).await {
+            tracing::warn!(%error, "cannot record the dropped item for status");
         }
     }
 
-    fn failed(&self, claim: &Claim, error: GitHubError) {
+    async fn finish(&self, claim: &Claim) {
+        self.store("mark work done", || self.pending.done(claim))
+            .await;
+    }
+
+    /// Runs a store operation until it succeeds: giving up would leave the
+    /// claim held by this live worker, which no other worker may take.
+    /// Logged once, then retried with back-off.
+    async fn store<Operation, Outcome>(&self, what: &str, mut operation: Operation)
+    where
+        Operation: FnMut() -> Outcome,
+        Outcome: std::future::Future<Output = Result<(), PendingError>>,
+    {
+        let mut wait = Duration::from_millis(50);
+        let mut failures = 0u32;
+        loop {
+            match operation().await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "the store recovered: could {what} again");
+                    }
+                    return;
+                }
+                Err(error) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::error!(%error, "cannot {what}; retrying until the store answers");
+                    } else {
+                        tracing::debug!(%error, failures, "still cannot {what}");
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Changes this installation's trouble record and returns the new one.
+    fn trouble_of(
+        &self,
+        installation: InstallationId,
+        change: impl FnOnce(&mut Trouble),
+    ) -> Trouble {
+        let mut trouble = self.trouble.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = trouble.entry(installation).or_default();
+        change(entry);
+        let now = *entry;
+        if now.failures == 0 && now.secondary_limits == 0 {
+            trouble.remove(&installation);
+        }
+        now
+    }
+
+    async fn failed(&self, claim: &Claim, error: GitHubError) {
         self.stats.record_error(&error);
         let installation = claim.item.installation();
         let now = SystemTime::now();
-        let attempts = claim.attempts + 1;
         let log_context = (
             claim.delivery_id.as_str(),
             installation.0,
             claim.item.repo().0.as_str(),
             pull_number(&claim.item),
         );
-        if !error.is_transient() || attempts >= MAX_ATTEMPTS {
+        if let Some(refusal) = error.refusal() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::check_run(CheckRunOutcome::Dropped(error.cause()));
+            self.stats.record_refusal(&refusal);
             tracing::error!(
                 delivery_id = log_context.0,
                 installation_id = log_context.1,
                 repository = log_context.2,
                 pull_request = log_context.3,
                 github_request_id = error.request_id().unwrap_or("-"),
-                attempts,
                 %error,
-                "giving up on this check"
+                "giving up on this check: {refusal}"
             );
-            return self.finish(claim);
+            self.record_dropped(claim, refusal.to_string()).await;
+            return self.finish(claim).await;
         }
-        let retry_at = match &error {
-            GitHubError::RateLimited { retry_after, .. } => {
-                let until = now + *retry_after;
-                if let Err(store_error) = self.pending.pause(installation, until) {
-                    tracing::error!(%store_error, "cannot record the pause GitHub asked for");
-                }
-                until
-            }
-            _ => now + Duration::from_secs(1 << attempts.min(6)),
-        };
+        if let GitHubError::RateLimited {
+            limit, retry_after, ..
+        } = &error
+        {
+            return self.rate_limited(claim, *limit, *retry_after, &error).await;
+        }
+        let failures = claim.attempts + 1;
+        if self.rules.retried_long_enough(failures) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::check_run(CheckRunOutcome::Dropped("attempts_exhausted"));
+            self.stats.record_refusal(&format!(
+                "GitHub kept failing for RETRY_FOR ({:?}, {failures} attempts): {error}",
+                self.rules.retry_for
+            ));
+            tracing::error!(
+                delivery_id = log_context.0,
+                installation_id = log_context.1,
+                repository = log_context.2,
+                pull_request = log_context.3,
+                github_request_id = error.request_id().unwrap_or("-"),
+                attempts = failures,
+                %error,
+                "giving up on this check: GitHub kept failing for RETRY_FOR"
+            );
+            self.record_dropped(claim, format!("GitHub kept failing for RETRY_FOR: {error}"))
+                .await;
+            return self.finish(claim).await;
+        }
+        // The whole installation waits, for a back-off that grows with its
+        // failures in a row (whichever item met them): during an outage one
+        // item probes at a time.
+        let trouble = self.trouble_of(installation, |t| t.failures = t.failures.saturating_add(1));
+        let paused_until = now + self.rules.backoff(trouble.failures);
+        self.store("pause the installation", || {
+            self.pending.pause(installation, paused_until)
+        })
+        .await;
+        // The item waits for its own back-off, and at least until just after
+        // the pause, so that another item probes first: one pull request
+        // GitHub cannot serve (a read that always times out) does not hold
+        // up the installation's others.
+        let retry_at =
+            (now + self.rules.backoff(failures)).max(paused_until + Duration::from_millis(1));
         tracing::warn!(
             delivery_id = log_context.0,
             installation_id = log_context.1,
             repository = log_context.2,
             pull_request = log_context.3,
             github_request_id = error.request_id().unwrap_or("-"),
-            attempts,
+            attempts = failures,
             retry_in_ms = retry_at.duration_since(now).unwrap_or_default().as_millis() as u64,
             %error,
             "check not written yet; will retry"
         );
-        if let Err(store_error) = self.pending.retry_later(claim, retry_at) {
-            tracing::error!(%store_error, "cannot reschedule work");
+        metrics::check_run(CheckRunOutcome::Retried(error.cause()));
+        self.store("reschedule work", || {
+            self.pending.retry_later(claim, retry_at)
+        })
+        .await;
+    }
+
+    /// Pauses the installation for every worker of the host, logging once
+    /// per pause, and puts the item back without counting an attempt.
+    async fn rate_limited(
+        &self,
+        claim: &Claim,
+        limit: RateLimit,
+        retry_after: Option<Duration>,
+        error: &GitHubError,
+    ) {
+        let installation = claim.item.installation();
+        let now = SystemTime::now();
+        let pause = match limit {
+            RateLimit::Primary => retry_after
+                .unwrap_or(self.rules.min_secondary_pause)
+                .max(Duration::from_secs(1)),
+            RateLimit::Secondary => {
+                let trouble = self.trouble_of(installation, |t| {
+                    t.secondary_limits = t.secondary_limits.saturating_add(1)
+                });
+                self.rules
+                    .secondary_pause(trouble.secondary_limits, retry_after)
+            }
         }
+        .min(MAX_RATE_LIMIT_PAUSE);
+        let until = now + pause;
+        metrics::rate_limit_pause(pause);
+        metrics::check_run(CheckRunOutcome::Retried(error.cause()));
+        // Another request of this host may have paused it already.
+        let already = self
+            .pending
+            .paused_until(installation, now)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|paused| paused + Duration::from_secs(1) >= until);
+        self.store("record the pause GitHub asked for", || {
+            self.pending.pause(installation, until)
+        })
+        .await;
+        if already {
+            tracing::debug!(installation_id = installation.0, %error, "already paused");
+        } else {
+            tracing::warn!(
+                installation_id = installation.0,
+                github_request_id = error.request_id().unwrap_or("-"),
+                limit = ?limit,
+                pause_secs = pause.as_secs_f64(),
+                "GitHub's rate limit: installation paused for every worker of this host"
+            );
+        }
+        // The store counts one more attempt on retry_later; hand it one
+        // fewer so that the pause does not count against the item.
+        let uncounted = Claim {
+            attempts: claim.attempts.saturating_sub(1),
+            ..claim.clone()
+        };
+        self.store("reschedule work", || {
+            self.pending.retry_later(&uncounted, until)
+        })
+        .await;
+    }
+}
+
+/// Gives the installation back to the worker's loop when its driving task
+/// ends, however it ends.
+struct DrivingGuard {
+    worker: Arc<Worker>,
+    installation: InstallationId,
+}
+
+impl Drop for DrivingGuard {
+    fn drop(&mut self) {
+        self.worker.driving_now().remove(&self.installation);
+        // Work may have arrived between the last claim and now.
+        self.worker.driver_done.notify_one();
     }
 }
 
@@ -400,5 +761,89 @@ fn pull_number(item: &WorkItem) -> u64 {
     match item {
         WorkItem::PullRequest(pull) => pull.number.0,
         WorkItem::MergeGroup { .. } => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::Refusal;
+
+    fn rules() -> RetryRules {
+        RetryRules {
+            retry_for: Duration::from_secs(24 * 3600),
+            first_backoff: Duration::from_secs(2),
+            backoff_cap: Duration::from_secs(300),
+            min_secondary_pause: Duration::from_secs(60),
+            max_secondary_pause: MAX_SECONDARY_PAUSE,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_below_it() {
+        let rules = rules();
+        assert_eq!(rules.nominal_backoff(1), Duration::from_secs(2));
+        assert_eq!(rules.nominal_backoff(2), Duration::from_secs(4));
+        assert_eq!(rules.nominal_backoff(8), Duration::from_secs(256));
+        assert_eq!(rules.nominal_backoff(9), Duration::from_secs(300));
+        assert_eq!(rules.nominal_backoff(u32::MAX), Duration::from_secs(300));
+        for failures in [1, 5, 40] {
+            let nominal = rules.nominal_backoff(failures);
+            let actual = rules.backoff(failures);
+            assert!(
+                actual <= nominal && actual >= nominal.mul_f64(0.75),
+                "{actual:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_item_is_retried_for_about_retry_for() {
+        let rules = rules();
+        // 2+4+...+256 = 510 s in 8 back-offs, then 300 s each.
+        let needed = 9 + (24 * 3600 - 510_u32).div_ceil(300);
+        assert!(!rules.retried_long_enough(needed - 1));
+        assert!(rules.retried_long_enough(needed + 1));
+        assert!(!rules.retried_long_enough(0) && !rules.retried_long_enough(1));
+        let short = RetryRules {
+            retry_for: Duration::from_secs(5),
+            ..rules
+        };
+        assert!(!short.retried_long_enough(2), "2 s waited");
+        assert!(short.retried_long_enough(3), "6 s waited");
+    }
+
+    #[test]
+    fn secondary_pauses_double_from_a_minute_to_fifteen_and_honour_retry_after() {
+        let rules = rules();
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(rules.secondary_pause(1, None), minutes(1));
+        assert_eq!(rules.secondary_pause(2, None), minutes(2));
+        assert_eq!(rules.secondary_pause(4, None), minutes(8));
+        assert_eq!(rules.secondary_pause(5, None), minutes(15));
+        assert_eq!(rules.secondary_pause(u32::MAX, None), minutes(15));
+        let asked = Duration::from_secs(2);
+        assert_eq!(rules.secondary_pause(3, Some(asked)), asked);
+        assert_eq!(
+            rules.secondary_pause(1, Some(Duration::MAX)),
+            MAX_RATE_LIMIT_PAUSE
+        );
+    }
+
+    #[test]
+    fn the_status_line_names_the_last_cause_of_a_drop() {
+        let stats = Stats::default();
+        assert!(stats.status_line(0).contains("last dropped because: none"));
+        stats.record_refusal(&Refusal::MissingPermission {
+            permission: "\"checks=write\"".into(),
+        });
+        let line = stats.status_line(3);
+        assert!(
+            line.contains(
+                "last dropped because: the App lacks a permission: grant \"checks=write\""
+            ),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
     }
 }

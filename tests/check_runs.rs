@@ -306,3 +306,22 @@ async fn events_the_bot_does_not_handle_are_answered_and_dropped() {
         "no GitHub call for ignored events"
     );
 }
+
+/// Found with the task-list fuzz target's limit check: the text of a check with
+/// thousands of tasks passed GitHub's 65535-character limit, GitHub answered
+/// 422 and the pull request never got its check.
+#[tokio::test]
+async fn a_pull_request_with_thousands_of_tasks_still_gets_its_check() {
+    let bot = TestBot::start().await;
+    with_pull(&bot.github, 1, &"- [ ] a task to do\n".repeat(10_000));
+
+    bot.send(&webhooks::pull_request_opened(&bot.github, REPO, 1))
+        .await;
+    bot.check_runs_arrived(REPO, 1).await;
+
+    let check = last_check(&bot);
+    assert_eq!(check["output"]["title"], "0 / 10000 tasks completed");
+    let text = check["output"]["text"].as_str().unwrap();
+    assert!(text.len() <= 65_535, "{}", text.len());
+    assert!(text.contains("more tasks are not listed"), "{text}");
+}

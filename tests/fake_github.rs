@@ -7,7 +7,7 @@
 //! details (Link, rate limits, Retry-After) are checked with a tiny raw
 //! HTTP/1.1 client, which also lets a test choose the `Host` header.
 
-#[path = "support/fake_github.rs"]
+#[path = "support/fake_github/mod.rs"]
 mod fake_github;
 #[path = "support/webhooks.rs"]
 mod webhooks;
@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fake_github::{
-    Endpoint, FakeGitHub, Fault, NewDelivery, PrState, PullRequest, Resource, ReviewState,
+    Endpoint, FakeGitHub, Fault, NewDelivery, PrState, PullRequest, Resource, ReviewState, Scope,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use octocrab::Octocrab;
@@ -225,6 +225,21 @@ async fn post_with_token(fake: &FakeGitHub, token: &str, path: &str, body: &str)
         ("content-type", "application/json"),
     ];
     raw(fake.addr(), "POST", path, &headers, Some(body)).await
+}
+
+/// Polls `check` until it gives a value; fails the test after 10 s.
+async fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Parses a `Link` header into `(rel, url)` pairs, in order.
@@ -1151,11 +1166,7 @@ async fn rate_limit_faults_look_like_githubs() {
     assert_eq!(too_many.status, 429);
     assert_eq!(too_many.header("retry-after"), Some("7"));
 
-    fake.inject(
-        Endpoint::GetPull,
-        Fault::PrimaryRateLimitExhausted { reset_in_secs: 120 },
-        1,
-    );
+    fake.set_primary_limit(INSTALLATION, 5000, 0, Duration::from_secs(120));
     let exhausted = get_with_token(&fake, &token, pull).await;
     assert_eq!(exhausted.status, 403);
     assert_eq!(
@@ -1172,6 +1183,7 @@ async fn rate_limit_faults_look_like_githubs() {
         (now() + 115..=now() + 121).contains(&reset),
         "reset {reset}"
     );
+    fake.set_primary_limit(INSTALLATION, 5000, 5000, Duration::from_secs(3600));
 
     // octocrab surfaces them as GitHub errors.
     fake.inject(
@@ -1210,7 +1222,7 @@ async fn every_answer_carries_rate_limit_and_request_id_headers() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(reset > now() && reset <= now() + 3600);
+        assert!(reset > now() && reset <= now() + 3601);
     }
     assert_eq!(first.header("x-ratelimit-remaining"), Some("4999"));
     assert_eq!(first.header("x-ratelimit-used"), Some("1"));
@@ -1227,7 +1239,7 @@ async fn every_answer_carries_rate_limit_and_request_id_headers() {
     assert_eq!(response.header("x-ratelimit-remaining"), Some("4999"));
 
     // Spending the budget gets GitHub's 403.
-    fake.set_rate_limit_remaining(INSTALLATION, 1);
+    fake.set_primary_limit(INSTALLATION, 5000, 1, Duration::from_secs(3600));
     assert_eq!(get_with_token(&fake, &token, pull).await.status, 200);
     let limited = get_with_token(&fake, &token, pull).await;
     assert_eq!(limited.status, 403);
@@ -1465,9 +1477,13 @@ async fn redelivery_requests_are_accepted_and_recorded() {
             .iter()
             .all(|a| a.delivery_id == failed.id && a.guid == failed.guid)
     );
-    // GitHub lists each redelivery as a new delivery of the same GUID.
-    let deliveries = fake.deliveries();
-    assert_eq!(deliveries.len(), 3);
+    // GitHub redelivers afterwards, then lists each redelivery as a new
+    // delivery of the same GUID.
+    let deliveries = eventually(|| {
+        let deliveries = fake.deliveries();
+        (deliveries.len() == 3).then_some(deliveries)
+    })
+    .await;
     assert!(deliveries[0].redelivery && deliveries[0].guid == failed.guid);
     assert_eq!(deliveries[0].status, "OK");
     assert_eq!(deliveries[0].event, "issue_comment");
@@ -1980,4 +1996,758 @@ async fn merge_group_webhook_makes_its_head_a_known_commit() {
     )
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
+}
+
+// ---------------------------------------------------------------------------
+// Stricter rules: headers, output sizes, limits, outages, renames,
+// permissions, suspension, deleted accounts, redelivery
+// ---------------------------------------------------------------------------
+
+const CHECK_RUNS: &str = "/api/v3/repos/octo-org/widgets/check-runs";
+const PULL: &str = "/api/v3/repos/octo-org/widgets/pulls/7";
+
+fn check_run_body(name: &str) -> String {
+    json!({"name": name, "head_sha": HEAD, "status": "in_progress"}).to_string()
+}
+
+#[tokio::test]
+async fn a_repeated_singleton_header_gets_400() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    let auth = format!("token {token}");
+    let host = fake.host();
+    let cases: [&[(&str, &str)]; 4] = [
+        &[
+            ("authorization", &auth),
+            ("user-agent", "a"),
+            ("user-agent", "b"),
+        ],
+        &[("authorization", &auth), ("authorization", &auth)],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+            ("content-type", "application/json"),
+        ],
+        &[("authorization", &auth), ("host", &host), ("host", &host)],
+    ];
+    for headers in cases {
+        let response = raw(fake.addr(), "GET", PULL, headers, None).await;
+        assert_eq!(response.status, 400, "{headers:?}: {}", response.body);
+    }
+    let once = raw(
+        fake.addr(),
+        "GET",
+        PULL,
+        &[("authorization", &auth), ("user-agent", "a")],
+        None,
+    )
+    .await;
+    assert_eq!(once.status, 200);
+    assert!(fake.requests().iter().filter(|r| r.status == 400).count() >= 3);
+
+    fake.set_strict_headers(false);
+    let lenient = raw(fake.addr(), "GET", PULL, cases[0], None).await;
+    assert_eq!(lenient.status, 200);
+}
+
+#[tokio::test]
+async fn check_run_output_is_limited_to_65535_bytes_of_utf8() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    let with_output = |summary: &str, text: Option<&str>| {
+        json!({
+            "name": "tasks", "head_sha": HEAD, "status": "in_progress",
+            "output": {"title": "t", "summary": summary, "text": text},
+        })
+        .to_string()
+    };
+    let ascii_max = "a".repeat(65_535);
+    let fits = post_with_token(&fake, &token, CHECK_RUNS, &with_output(&ascii_max, None)).await;
+    assert_eq!(fits.status, 201, "{}", fits.body);
+
+    // 40,000 characters, 80,000 bytes: GitHub counts bytes.
+    let wide = "é".repeat(40_000);
+    for (summary, text, field) in [
+        (wide.as_str(), None, "summary"),
+        ("ok", Some(wide.as_str()), "text"),
+    ] {
+        let refused = post_with_token(&fake, &token, CHECK_RUNS, &with_output(summary, text)).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        let body = refused.json();
+        assert_eq!(body["message"], "Validation Failed");
+        assert_eq!(
+            body["errors"][0],
+            json!({
+                "resource": "CheckRun",
+                "code": "custom",
+                "field": field,
+                "message": format!("{field} exceeds a maximum bytesize of 65535"),
+            })
+        );
+    }
+
+    // Past 65,535 characters the schema refuses it first.
+    let too_long = post_with_token(
+        &fake,
+        &token,
+        CHECK_RUNS,
+        &with_output(&"a".repeat(65_536), None),
+    )
+    .await;
+    assert_eq!(too_long.status, 422);
+    assert_eq!(
+        too_long.message(),
+        "Invalid request.\n\nOnly 65535 characters are allowed; 65536 were supplied."
+    );
+}
+
+#[tokio::test]
+async fn check_runs_need_a_name_and_head_sha_and_a_conclusion_completes_them() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    let post = |body: Value| {
+        let token = token.clone();
+        let fake = fake.clone();
+        async move { post_with_token(&fake, &token, CHECK_RUNS, &body.to_string()).await }
+    };
+    let no_name = post(json!({"head_sha": HEAD})).await;
+    assert_eq!(no_name.status, 422);
+    assert_eq!(
+        no_name.message(),
+        "Invalid request.\n\n\"name\" wasn't supplied."
+    );
+    let neither = post(json!({"status": "queued"})).await;
+    assert_eq!(
+        neither.message(),
+        "Invalid request.\n\n\"name\", \"head_sha\" weren't supplied."
+    );
+    // "Required if you provide completed_at or a status of completed."
+    let no_conclusion =
+        post(json!({"name": "tasks", "head_sha": HEAD, "status": "completed"})).await;
+    assert_eq!(no_conclusion.status, 422);
+    assert_eq!(
+        no_conclusion.message(),
+        "Invalid request.\n\n\"conclusion\" wasn't supplied."
+    );
+    // "Providing conclusion will automatically set the status parameter to
+    // completed", whatever status was sent.
+    for status in [None, Some("in_progress"), Some("queued")] {
+        let mut body = json!({"name": "tasks", "head_sha": HEAD, "conclusion": "success"});
+        if let Some(status) = status {
+            body["status"] = json!(status);
+        }
+        let created = post(body).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        assert_eq!(created.json()["status"], "completed");
+        assert!(created.json()["completed_at"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn secondary_limits_answer_403_or_429_with_githubs_message() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    fake.secondary_limit(
+        Scope::Writes,
+        403,
+        Some(Duration::from_millis(1500)),
+        Duration::from_secs(60),
+    );
+    let refused = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("a")).await;
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused
+            .message()
+            .starts_with("You have exceeded a secondary rate limit. Please wait a few minutes before you try again."),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(refused.header("retry-after"), Some("2"));
+    // Reads are outside the scope; token mints are writes.
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 200);
+    let bearer = format!("Bearer {}", good_jwt());
+    let mint = raw(
+        fake.addr(),
+        "POST",
+        &format!("/api/v3/app/installations/{INSTALLATION}/access_tokens"),
+        &[("authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(mint.status, 403);
+
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    fake.secondary_limit(Scope::All, 429, None, Duration::from_millis(400));
+    let too_many = get_with_token(&fake, &token, PULL).await;
+    assert_eq!(too_many.status, 429);
+    assert!(
+        too_many
+            .message()
+            .starts_with("You have exceeded a secondary rate limit")
+    );
+    assert_eq!(too_many.header("retry-after"), None);
+    // The window ends by itself.
+    let mut attempts = 1;
+    loop {
+        attempts += 1;
+        let answer = get_with_token(&fake, &token, PULL).await;
+        if answer.status == 200 {
+            break;
+        }
+        assert_eq!(answer.status, 429);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Refused requests are recorded with their status.
+    let pulls: Vec<u16> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Some(Endpoint::GetPull))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(pulls.len(), attempts);
+    assert_eq!(pulls.iter().filter(|s| **s == 429).count(), attempts - 1);
+}
+
+#[tokio::test]
+async fn check_run_creation_scope_hits_only_check_runs() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    fake.secondary_limit(
+        Scope::CheckRunCreation,
+        429,
+        Some(Duration::from_secs(3)),
+        Duration::from_secs(60),
+    );
+    let refused = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("a")).await;
+    assert_eq!(
+        (refused.status, refused.header("retry-after")),
+        (429, Some("3"))
+    );
+    mint_token(&fake, INSTALLATION).await;
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 200);
+}
+
+#[tokio::test]
+async fn content_creation_is_limited_to_80_a_minute_per_installation() {
+    let fake = start().await;
+    seed_pull(&fake);
+    fake.upsert_pull(OTHER_REPO, PullRequest::new(1).head_sha(HEAD));
+    let token = mint_token(&fake, INSTALLATION).await;
+    for i in 0..80 {
+        let created =
+            post_with_token(&fake, &token, CHECK_RUNS, &check_run_body(&format!("c{i}"))).await;
+        assert_eq!(created.status, 201, "creation {i}: {}", created.body);
+    }
+    let refused = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("over")).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        refused.message(),
+        "You have exceeded a secondary rate limit and have been temporarily blocked from content creation. \
+         Please retry your request again later."
+    );
+    // Reads and other installations are not affected.
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 200);
+    let other = mint_token(&fake, OTHER_INSTALLATION).await;
+    let elsewhere = post_with_token(
+        &fake,
+        &other,
+        "/api/v3/repos/other-org/gadgets/check-runs",
+        &check_run_body("c"),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 201);
+
+    fake.set_content_creation_limits(false);
+    let unlimited = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("off")).await;
+    assert_eq!(unlimited.status, 201);
+}
+
+#[tokio::test]
+async fn a_spent_primary_limit_refuses_every_call_until_the_reset() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    fake.set_primary_limit(INSTALLATION, 3, 2, Duration::from_secs(3600));
+    for remaining in ["1", "0"] {
+        let answer = get_with_token(&fake, &token, PULL).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-ratelimit-limit"), Some("3"));
+        assert_eq!(answer.header("x-ratelimit-remaining"), Some(remaining));
+    }
+    let spent = get_with_token(&fake, &token, PULL).await;
+    assert_eq!(spent.status, 403);
+
+    fake.set_primary_limit(INSTALLATION, 5000, 0, Duration::from_millis(1200));
+    let mut refusals = 0;
+    loop {
+        let answer = get_with_token(&fake, &token, PULL).await;
+        if answer.status == 200 {
+            assert_eq!(answer.header("x-ratelimit-remaining"), Some("4999"));
+            break;
+        }
+        refusals += 1;
+        assert_eq!(answer.status, 403);
+        assert_eq!(
+            answer.message(),
+            format!("API rate limit exceeded for installation ID {INSTALLATION}.")
+        );
+        assert_eq!(answer.header("x-ratelimit-remaining"), Some("0"));
+        let reset: i64 = answer.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!((now() - 1..=now() + 3).contains(&reset), "reset {reset}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refusals >= 5, "refused {refusals} times before the reset");
+}
+
+#[tokio::test]
+async fn outages_answer_githubs_errors_until_they_end() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    fake.outage(Scope::All, 502, None);
+    let down = get_with_token(&fake, &token, PULL).await;
+    assert_eq!(
+        (down.status, down.message()),
+        (502, "Server Error".to_owned())
+    );
+    let unknown = get_with_token(&fake, &token, "/api/v3/nowhere").await;
+    assert_eq!(unknown.status, 502);
+    fake.end_outage();
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 200);
+
+    fake.outage(
+        Scope::CheckRunCreation,
+        503,
+        Some(Duration::from_millis(300)),
+    );
+    let refused = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("a")).await;
+    assert_eq!(
+        (refused.status, refused.message()),
+        (503, "Service Unavailable".to_owned())
+    );
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 200);
+    loop {
+        let answer = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("a")).await;
+        if answer.status == 201 {
+            break;
+        }
+        assert_eq!(answer.status, 503);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fake.requests().iter().any(|r| r.status == 502));
+}
+
+#[tokio::test]
+async fn a_renamed_repository_redirects_to_its_id() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let id = fake.repo(REPO).unwrap().id;
+    let token = mint_token(&fake, INSTALLATION).await;
+    fake.rename_repo(REPO, "octo-org/gizmos");
+
+    let moved = get_with_token(
+        &fake,
+        &token,
+        "/api/v3/repos/octo-org/widgets/issues/7/comments?per_page=5",
+    )
+    .await;
+    assert_eq!(moved.status, 301);
+    let location = format!(
+        "http://{}/api/v3/repositories/{id}/issues/7/comments?per_page=5",
+        fake.host()
+    );
+    assert_eq!(moved.header("location"), Some(location.as_str()));
+    assert_eq!(moved.json()["message"], "Moved Permanently");
+    assert_eq!(moved.json()["url"], location.as_str());
+    // The location is served.
+    let path = location.trim_start_matches(&format!("http://{}", fake.host()));
+    assert_eq!(get_with_token(&fake, &token, path).await.status, 200);
+
+    // Other methods get 307, so that clients repeat the method and body.
+    let post = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("a")).await;
+    assert_eq!(post.status, 307);
+    let check_runs = format!("http://{}/api/v3/repositories/{id}/check-runs", fake.host());
+    assert_eq!(post.header("location"), Some(check_runs.as_str()));
+    let path = check_runs.trim_start_matches(&format!("http://{}", fake.host()));
+    let created = post_with_token(&fake, &token, path, &check_run_body("a")).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.json()["url"],
+        format!(
+            "{}/repos/octo-org/gizmos/check-runs/{}",
+            fake.base_url(),
+            created.json()["id"]
+        )
+    );
+
+    let renamed = get_with_token(&fake, &token, "/api/v3/repos/octo-org/gizmos/pulls/7").await;
+    assert_eq!(renamed.status, 200);
+    assert_eq!(
+        renamed.json()["base"]["repo"]["full_name"],
+        "octo-org/gizmos"
+    );
+    assert_eq!(fake.check_runs("octo-org/gizmos").len(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_permission_gets_resource_not_accessible_by_integration() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    fake.revoke_permission(INSTALLATION, "checks");
+    let refused = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("a")).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.message(), "Resource not accessible by integration");
+    let list = get_with_token(
+        &fake,
+        &token,
+        &format!("/api/v3/repos/octo-org/widgets/commits/{HEAD}/check-runs"),
+    )
+    .await;
+    assert_eq!(list.status, 403);
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 200);
+
+    fake.revoke_permission(INSTALLATION, "pull_requests");
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 403);
+    let reviews = get_with_token(
+        &fake,
+        &token,
+        "/api/v3/repos/octo-org/widgets/pulls/7/reviews",
+    )
+    .await;
+    assert_eq!(reviews.message(), "Resource not accessible by integration");
+    // Another installation keeps its permissions; a token minted now shows
+    // what is left.
+    let other = mint_token(&fake, OTHER_INSTALLATION).await;
+    assert_eq!(
+        get_with_token(&fake, &other, "/api/v3/repos/other-org/gadgets")
+            .await
+            .status,
+        200
+    );
+    let bearer = format!("Bearer {}", good_jwt());
+    let minted = raw(
+        fake.addr(),
+        "POST",
+        &format!("/api/v3/app/installations/{INSTALLATION}/access_tokens"),
+        &[("authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        minted.json()["permissions"],
+        json!({"contents": "read", "issues": "read", "metadata": "read"})
+    );
+
+    fake.grant_permission(INSTALLATION, "checks", "read");
+    assert_eq!(list_status(&fake, &token).await, 200);
+    let still = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("a")).await;
+    assert_eq!(still.status, 403, "read is not write");
+}
+
+async fn list_status(fake: &FakeGitHub, token: &str) -> u16 {
+    get_with_token(
+        fake,
+        token,
+        &format!("/api/v3/repos/octo-org/widgets/commits/{HEAD}/check-runs"),
+    )
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn a_suspended_installation_gets_no_tokens() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    fake.suspend_installation(INSTALLATION);
+    let bearer = format!("Bearer {}", good_jwt());
+    let refused = raw(
+        fake.addr(),
+        "POST",
+        &format!("/api/v3/app/installations/{INSTALLATION}/access_tokens"),
+        &[("authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.message(), "This installation has been suspended");
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 401);
+    mint_token(&fake, OTHER_INSTALLATION).await;
+}
+
+#[tokio::test]
+async fn deleted_accounts_are_null_in_answers_and_webhooks() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let comment = fake.add_issue_comment(REPO, 7, "bob", "- [ ] from bob");
+    let review = fake.add_review(REPO, 7, "bob", "- [ ] review");
+    let review_comment = fake.add_review_comment(REPO, 7, "bob", "- [ ] inline");
+    fake.delete_user("alice");
+    fake.delete_user("Bob");
+    let token = mint_token(&fake, INSTALLATION).await;
+    let pull = get_with_token(&fake, &token, PULL).await.json();
+    assert_eq!(pull["user"], Value::Null);
+    for path in ["issues/7/comments", "pulls/7/reviews", "pulls/7/comments"] {
+        let list = get_with_token(
+            &fake,
+            &token,
+            &format!("/api/v3/repos/octo-org/widgets/{path}"),
+        )
+        .await
+        .json();
+        let users: Vec<&Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| &item["user"])
+            .collect();
+        assert!(
+            !users.is_empty() && users.iter().all(|u| u.is_null()),
+            "{path}: {users:?}"
+        );
+    }
+    assert_eq!(
+        fake.resource_json(REPO, Resource::Review(review)).unwrap()["user"],
+        Value::Null
+    );
+    assert_eq!(
+        fake.resource_json(REPO, Resource::ReviewComment(review_comment))
+            .unwrap()["user"],
+        Value::Null
+    );
+
+    let hook = webhooks::issue_comment_created(&fake, REPO, 7, comment);
+    assert_eq!(hook.payload["comment"]["user"], Value::Null);
+    assert_eq!(hook.payload["issue"]["user"], Value::Null);
+    assert_eq!(hook.payload["sender"]["login"], webhooks::GHOST);
+    let opened = webhooks::pull_request_opened(&fake, REPO, 7);
+    assert_eq!(opened.payload["pull_request"]["user"], Value::Null);
+}
+
+#[tokio::test]
+async fn redelivery_happens_afterwards_and_only_within_three_days() {
+    let fake = start().await;
+    let recent = fake.add_delivery(NewDelivery {
+        status_code: 502,
+        age_secs: 3 * 24 * 3600 - 60,
+        ..NewDelivery::default()
+    });
+    let old = fake.add_delivery(NewDelivery {
+        status_code: 502,
+        age_secs: 3 * 24 * 3600 + 60,
+        ..NewDelivery::default()
+    });
+    let bearer = format!("Bearer {}", good_jwt());
+    let attempt = |id: u64| {
+        let bearer = bearer.clone();
+        let addr = fake.addr();
+        async move {
+            let path = format!("/api/v3/app/hook/deliveries/{id}/attempts");
+            raw(addr, "POST", &path, &[("authorization", &bearer)], None).await
+        }
+    };
+    let accepted = attempt(recent.id).await;
+    assert_eq!(accepted.status, 202);
+    // Not listed yet: GitHub redelivers after answering.
+    assert_eq!(fake.deliveries().len(), 2);
+    let redelivered = eventually(|| fake.deliveries().into_iter().find(|d| d.redelivery)).await;
+    assert_eq!(redelivered.guid, recent.guid);
+
+    let refused = attempt(old.id).await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.json()["message"], "Validation Failed");
+    assert_eq!(fake.redelivery_attempts().len(), 1);
+}
+
+#[tokio::test]
+async fn admin_endpoints_drive_the_stricter_rules() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    let admin = |method: &'static str, path: String, body: Value| {
+        let addr = fake.addr();
+        async move {
+            let body = body.to_string();
+            raw(
+                addr,
+                method,
+                &path,
+                &[("content-type", "application/json")],
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let ok = |r: &Raw| {
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{}: {}",
+            r.status,
+            r.body
+        )
+    };
+
+    ok(&admin(
+        "POST",
+        "/_fake/outage".into(),
+        json!({"scope": "all", "status": 504}),
+    )
+    .await);
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 504);
+    ok(&admin("DELETE", "/_fake/outage".into(), json!({})).await);
+
+    ok(&admin(
+        "POST",
+        "/_fake/secondary-limit".into(),
+        json!({"scope": "writes", "status": 429, "retry_after_ms": 1000, "lasts_ms": 60000}),
+    )
+    .await);
+    let limited = post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("a")).await;
+    assert_eq!(
+        (limited.status, limited.header("retry-after")),
+        (429, Some("1"))
+    );
+    ok(&admin("DELETE", "/_fake/secondary-limit".into(), json!({})).await);
+
+    ok(&admin("PUT", "/_fake/primary-limit".into(), json!({"installation_id": INSTALLATION, "limit": 100, "remaining": 0, "reset_in_ms": 60000})).await);
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 403);
+    ok(&admin(
+        "PUT",
+        "/_fake/primary-limit".into(),
+        json!({"installation_id": INSTALLATION, "remaining": 5000}),
+    )
+    .await);
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 200);
+
+    ok(&admin(
+        "PUT",
+        "/_fake/content-creation-limits".into(),
+        json!({"enabled": false}),
+    )
+    .await);
+    ok(&admin(
+        "PUT",
+        "/_fake/strict-headers".into(),
+        json!({"enabled": false}),
+    )
+    .await);
+    let auth = format!("token {token}");
+    let twice = raw(
+        fake.addr(),
+        "GET",
+        PULL,
+        &[("authorization", &auth), ("authorization", &auth)],
+        None,
+    )
+    .await;
+    assert_eq!(twice.status, 200);
+
+    ok(&admin(
+        "POST",
+        format!("/_fake/installations/{INSTALLATION}/revoke"),
+        json!({"permission": "pull_requests"}),
+    )
+    .await);
+    assert_eq!(get_with_token(&fake, &token, PULL).await.status, 403);
+
+    ok(&admin("DELETE", "/_fake/users/alice".into(), json!({})).await);
+    assert_eq!(
+        fake.resource_json(REPO, Resource::Pull(7)).unwrap()["user"],
+        Value::Null
+    );
+
+    ok(&admin(
+        "POST",
+        "/_fake/renames".into(),
+        json!({"from": REPO, "to": "octo-org/renamed"}),
+    )
+    .await);
+    assert!(fake.repo("octo-org/renamed").is_some());
+
+    ok(&admin(
+        "POST",
+        format!("/_fake/installations/{INSTALLATION}/suspend"),
+        json!({}),
+    )
+    .await);
+    assert_eq!(
+        get_with_token(&fake, &token, "/api/v3/repos/octo-org/renamed")
+            .await
+            .status,
+        401
+    );
+
+    let violations = admin("GET", "/_fake/openapi-violations".into(), json!({})).await;
+    assert_eq!(violations.status, 200);
+    assert!(violations.json().is_array());
+}
+
+#[tokio::test]
+async fn requests_that_break_the_openapi_description_are_recorded() {
+    let fake = start().await;
+    seed_pull(&fake);
+    let token = mint_token(&fake, INSTALLATION).await;
+    assert_eq!(
+        get_with_token(
+            &fake,
+            &token,
+            "/api/v3/repos/octo-org/widgets/issues/7/comments?per_page=100&page=2"
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post_with_token(&fake, &token, CHECK_RUNS, &check_run_body("fine"))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(fake.openapi_violations(), Vec::<String>::new());
+
+    get_with_token(
+        &fake,
+        &token,
+        "/api/v3/repos/octo-org/widgets/issues/7/comments?per_page=many",
+    )
+    .await;
+    get_with_token(
+        &fake,
+        &token,
+        &format!("/api/v3/repos/octo-org/widgets/commits/{HEAD}/check-runs?filter=newest"),
+    )
+    .await;
+    post_with_token(
+        &fake,
+        &token,
+        CHECK_RUNS,
+        &json!({"name": "x", "head_sha": HEAD, "status": "in_progress", "output": {"title": "t"}})
+            .to_string(),
+    )
+    .await;
+    let violations = fake.openapi_violations();
+    assert_eq!(violations.len(), 3, "{violations:#?}");
+    assert!(
+        violations[0].contains("query parameter per_page"),
+        "{}",
+        violations[0]
+    );
+    assert!(
+        violations[1].contains("query parameter filter"),
+        "{}",
+        violations[1]
+    );
+    assert!(
+        violations[2].contains("checks/create") && violations[2].contains("summary"),
+        "{}",
+        violations[2]
+    );
 }

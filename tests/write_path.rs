@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::bot::{Options, TestBot};
 use support::fake_github::{Endpoint, FakeGitHub, Fault, PullRequest};
+use support::temp_dir::TempDir;
 use support::webhooks;
 use task_list_bot::pending::SqlitePendingSet;
 use task_list_bot::server::Bot;
@@ -39,7 +40,6 @@ async fn the_webhook_answer_does_not_wait_for_the_write_queue() {
     })
     .await;
     seed(&bot.github, 1, "octo/a", 1..=5);
-    let started = Instant::now();
     for number in 1..=5 {
         let answer = bot
             .send(&webhooks::pull_request_opened(
@@ -49,15 +49,9 @@ async fn the_webhook_answer_does_not_wait_for_the_write_queue() {
             ))
             .await;
         assert_eq!(answer.status, 202);
-        assert!(
-            answer.took < Duration::from_millis(500),
-            "answered in {:?}",
-            answer.took
-        );
     }
-    let answered_all = started.elapsed();
-    // At 0.5 writes/s, five writes need eight seconds; all were answered long before.
-    assert!(answered_all < Duration::from_secs(2), "{answered_all:?}");
+    // At 0.5 writes/s the five writes take eight seconds whatever the load
+    // on the machine; every delivery was answered before they were done.
     assert!(bot.github.check_runs("octo/a").len() < 5);
     bot.check_runs_arrived("octo/a", 5).await;
 }
@@ -108,9 +102,18 @@ async fn a_busy_installation_does_not_delay_another() {
         .await;
     bot.check_runs_arrived("quiet/repo", 1).await;
     let quiet_write = bot.github.check_runs("quiet/repo")[0].received_at;
+    // Waiting behind the busy installation's pace (1/s) would put the quiet
+    // write after the busy ones still queued; a slot that came due at that
+    // very moment may slip in first, no more.
+    let busy_in_between = bot
+        .github
+        .check_runs("busy/repo")
+        .iter()
+        .filter(|run| run.received_at > sent_quiet && run.received_at < quiet_write)
+        .count();
     assert!(
-        quiet_write - sent_quiet < Duration::from_millis(700),
-        "the quiet installation waited {:?}",
+        busy_in_between <= 1,
+        "the quiet installation waited for {busy_in_between} busy writes ({:?})",
         quiet_write - sent_quiet
     );
     assert!(
@@ -198,11 +201,8 @@ async fn retry_after_is_honoured_before_writing_again() {
 async fn an_exhausted_primary_limit_pauses_until_reset() {
     let bot = TestBot::start().await;
     seed(&bot.github, 1, "octo/a", 1..=1);
-    bot.github.inject(
-        Endpoint::GetPull,
-        Fault::PrimaryRateLimitExhausted { reset_in_secs: 2 },
-        1,
-    );
+    bot.github
+        .set_primary_limit(1, 5000, 0, Duration::from_secs(2));
     let sent = Instant::now();
     bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
         .await;
@@ -242,8 +242,10 @@ async fn an_expired_token_is_replaced_and_the_request_retried() {
 
 #[tokio::test]
 async fn server_errors_and_timeouts_are_retried() {
+    // The timeout leaves every ordinary request room on a busy machine; the
+    // slow answer outlasts it by far.
     let bot = TestBot::start_with(Options {
-        request_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(2),
         ..Options::default()
     })
     .await;
@@ -252,7 +254,7 @@ async fn server_errors_and_timeouts_are_retried() {
         .inject(Endpoint::GetPull, Fault::ServerError(502), 2);
     bot.github.inject(
         Endpoint::CreateCheckRun,
-        Fault::Slow(Duration::from_secs(2)),
+        Fault::Slow(Duration::from_secs(6)),
         1,
     );
     bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
@@ -290,17 +292,25 @@ async fn a_final_failure_is_given_up_and_counted() {
     assert!(last_error.contains("request id"), "{last_error}");
 }
 
+/// A delivery id seen before is recorded again (GitHub's "Redeliver"
+/// button must work); the recompute is idempotent, so nothing is written
+/// twice when nothing changed.
 #[tokio::test]
-async fn a_redelivered_delivery_is_not_handled_twice() {
+async fn a_redelivered_delivery_is_recomputed_without_a_second_write() {
     let bot = TestBot::start().await;
     seed(&bot.github, 1, "octo/a", 1..=1);
     let webhook = webhooks::pull_request_opened(&bot.github, "octo/a", 1);
     assert_eq!(bot.send(&webhook).await.status, 202);
     bot.processed(1).await;
     let again = bot.send(&webhook).await;
+    assert_eq!((again.status, again.body.as_str()), (202, "queued\n"));
+    bot.processed(2).await;
+    assert_eq!(bot.github.check_runs("octo/a").len(), 1);
     assert_eq!(
-        (again.status, again.body.as_str()),
-        (200, "duplicate delivery\n")
+        bot.stats
+            .skipped_unchanged
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
     assert!(bot.pending_is_empty());
 }
@@ -336,16 +346,12 @@ async fn stopping_writes_every_queued_check_first() {
 /// accepted, and a pull request is never written by both.
 #[tokio::test]
 async fn workers_sharing_a_store_split_the_writes() {
-    let dir = std::env::temp_dir().join(format!(
-        "tlb-shared-{}-{:?}",
-        std::process::id(),
-        Instant::now()
-    ));
+    let dir = TempDir::new("shared");
     let github = FakeGitHub::start(support::bot::APP_ID, support::bot::PUBLIC_KEY.as_bytes()).await;
     seed(&github, 1, "octo/a", 1..=6);
     let options = slow_writes();
     let start = |github: FakeGitHub| {
-        let dir = dir.clone();
+        let dir = dir.path().to_owned();
         let options = options.clone();
         async move {
             let config = TestBot::config_for(&github, &options);
@@ -356,7 +362,6 @@ async fn workers_sharing_a_store_split_the_writes() {
     let first = start(github.clone()).await;
     let second = start(github.clone()).await;
     // Every delivery goes to the first worker.
-    let started = Instant::now();
     for number in 1..=6 {
         assert_eq!(
             first
@@ -367,8 +372,19 @@ async fn workers_sharing_a_store_split_the_writes() {
         );
     }
     first.check_runs_arrived("octo/a", 6).await;
-    let took = started.elapsed();
     let writes = |bot: &TestBot| bot.stats.writes.load(std::sync::atomic::Ordering::Relaxed);
+    // A worker counts a write once GitHub's answer is back, a moment after
+    // the fake recorded the check run.
+    let deadline = Instant::now() + support::bot::PATIENCE;
+    while writes(&first) + writes(&second) < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "writes counted: {} + {}",
+            writes(&first),
+            writes(&second)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         writes(&second) >= 2,
         "the idle worker took part: {} + {}",
@@ -380,11 +396,22 @@ async fn workers_sharing_a_store_split_the_writes() {
         6,
         "no pull request written twice"
     );
-    // Two workers at 1/s: six writes in about three seconds, not six.
-    assert!(took < Duration::from_millis(4500), "{took:?}");
+    // Each worker paces its own writes (1/s), so a fair split is what makes
+    // two workers write twice as fast; elapsed time would only measure the
+    // machine's load.
+    assert!(
+        writes(&first) >= 2,
+        "the accepting worker wrote too: {} + {}",
+        writes(&first),
+        writes(&second)
+    );
     first.shutdown().await;
     second.shutdown().await;
-    std::fs::remove_dir_all(dir).unwrap();
+    assert_eq!(
+        github.check_runs("octo/a").len(),
+        6,
+        "nothing written twice"
+    );
 }
 
 /// While the store cannot take the work (here: another process holds its
@@ -392,10 +419,11 @@ async fn workers_sharing_a_store_split_the_writes() {
 /// GitHub records a failure that redelivery recovers; never 2xx.
 #[tokio::test]
 async fn a_store_that_cannot_record_answers_503() {
-    let dir = std::env::temp_dir().join(format!("tlb-locked-{}", std::process::id()));
+    let dir = TempDir::new("locked");
+    let dir = dir.path();
     let github = FakeGitHub::start(support::bot::APP_ID, support::bot::PUBLIC_KEY.as_bytes()).await;
     seed(&github, 1, "octo/a", 1..=1);
-    let store = Arc::new(SqlitePendingSet::open(&dir).unwrap());
+    let store = Arc::new(SqlitePendingSet::open(dir).unwrap());
     let config = TestBot::config_for(&github, &Options::default());
     let bot = TestBot::serve(github, Bot::with_pending(config, store).unwrap()).await;
 
@@ -420,7 +448,6 @@ async fn a_store_that_cannot_record_answers_503() {
     assert_eq!(retried.status, 202, "recorded once the store is back");
     bot.check_runs_arrived("octo/a", 1).await;
     bot.shutdown().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]

@@ -125,6 +125,17 @@ impl Connection {
         })
     }
 
+    /// Sends one delivery with its own delivery id.
+    pub async fn send_as_signed(&mut self, delivery: &SignedDelivery) -> anyhow::Result<Answer> {
+        let started = Instant::now();
+        let (status, body) = self.exchange(delivery, None).await?;
+        Ok(Answer {
+            status,
+            body,
+            took: started.elapsed(),
+        })
+    }
+
     /// One request and its whole answer, within [`ANSWER_PATIENCE`].
     async fn exchange(
         &mut self,

@@ -226,14 +226,26 @@ async fn settle(
     idle && counted
 }
 
-/// Sends every delivery on its own connection, all at once.
+/// Sends every delivery on its own connection, all written at the same
+/// instant: the connections are opened first, then every request is
+/// written once all are open, so each latency is from the request written
+/// to its answer (GitHub's view of the acknowledgement), not the connect.
 async fn send_all_at_once(
     address: SocketAddr,
     deliveries: Vec<SignedDelivery>,
 ) -> Vec<anyhow::Result<Answer>> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(deliveries.len()));
     let mut sends = JoinSet::new();
     for delivery in deliveries {
-        sends.spawn(async move { client::deliver(address, &delivery).await });
+        let start = std::sync::Arc::clone(&start);
+        sends.spawn(async move {
+            let connection = Connection::open(address).await;
+            // Every task reaches the barrier, opened or not, so none waits
+            // forever for one whose connection failed.
+            start.wait().await;
+            let mut connection = connection?;
+            connection.send_as_signed(&delivery).await
+        });
     }
     let mut answers = Vec::new();
     while let Some(joined) = sends.join_next().await {

@@ -6,7 +6,9 @@
 //! state when its turn comes. [`PendingSet`] is the whole interface (add,
 //! claim, done, retry later), so that the store behind it can change.
 
+pub mod fleet;
 mod sqlite;
+mod store;
 mod wake;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +21,9 @@ use tokio::sync::Notify;
 
 use crate::github::{InstallationId, PullRequestRef, RepoName};
 
-pub use sqlite::{DATABASE_FILE, SqlitePendingSet};
+pub use fleet::{DroppedItem, WorkerFigures};
+pub use sqlite::{BUSY_TIMEOUT, DATABASE_FILE, RedeliveryRecord, SqlitePendingSet};
+pub use store::{Store, StoreHealth};
 
 /// How long an item added again while it was being worked on waits before
 /// its next turn. Without it, a pull request that receives events faster
@@ -28,9 +32,16 @@ pub use sqlite::{DATABASE_FILE, SqlitePendingSet};
 /// second per host, however many events arrive.
 pub const RECHECK_DELAY: Duration = Duration::from_secs(1);
 
-/// How long a delivery id is remembered, so that a redelivered delivery
-/// whose work was already recorded is not handled twice.
+/// How long a delivery id is remembered. Only to answer whether a delivery
+/// is a redelivery: a delivery seen before is still recorded (its work is an
+/// idempotent recompute, and GitHub's "Redeliver" button must work), unless
+/// its item is waiting right now, when recording it again would add nothing.
 pub const DELIVERY_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// How far back GitHub redelivers: deliveries of the past 3 days
+/// ("Redelivering webhooks" in GitHub's docs). Redelivery requests are
+/// remembered as long, and forgotten after.
+pub const REDELIVERY_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
 
 /// One unit of work for one installation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +57,24 @@ pub enum WorkItem {
 }
 
 impl WorkItem {
+    /// The work a delivery asks for; `None` for events the bot ignores.
+    pub fn from_event(event: crate::event::Event) -> Option<WorkItem> {
+        use crate::event::Event;
+        match event {
+            Event::PullRequestChanged { pull, .. } => Some(WorkItem::PullRequest(pull)),
+            Event::MergeGroupChecksRequested {
+                installation,
+                repo,
+                head_sha,
+            } => Some(WorkItem::MergeGroup {
+                installation,
+                repo,
+                head_sha,
+            }),
+            Event::Ignored { .. } => None,
+        }
+    }
+
     pub fn installation(&self) -> InstallationId {
         match self {
             WorkItem::PullRequest(pull) => pull.installation,
@@ -69,10 +98,37 @@ pub struct Claim {
     pub delivery_id: String,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// When the earliest delivery this claim answers was recorded, to
+    /// measure the lag from delivery to check written.
+    pub received_at: SystemTime,
+}
+
+/// The pending items of one installation, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    pub installation: InstallationId,
+    /// Items waiting or being worked on.
+    pub items: usize,
+    /// When the earliest delivery still unanswered by a check was recorded.
+    pub oldest: SystemTime,
+}
+
+impl Backlog {
+    /// How long the oldest item has waited at `now`.
+    pub fn oldest_age(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.oldest).unwrap_or_default()
+    }
+}
+
+/// An installation held back because GitHub asked us to slow down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    pub installation: InstallationId,
+    pub until: SystemTime,
 }
 
 /// Whether `add` made a new entry, joined an existing one, or saw a
-/// delivery it had already recorded.
+/// delivery it had already recorded for an item that is waiting right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
     New,
@@ -94,8 +150,19 @@ pub trait PendingSet: Send + Sync + 'static {
     /// Records that `item` needs doing. An item already waiting is not added
     /// twice; one being worked on is marked to be done again afterwards,
     /// since the claimer may have read the state before this change. A
-    /// delivery id recorded within [`DELIVERY_MEMORY`] adds nothing.
+    /// delivery id recorded within [`DELIVERY_MEMORY`] whose item is waiting
+    /// right now adds nothing ([`Added::DuplicateDelivery`]); otherwise a
+    /// delivery seen before is recorded like a new one.
     fn add(&self, item: WorkItem, delivery_id: &str) -> Result<Added, PendingError>;
+
+    /// Records several deliveries at once: a durable store commits them in
+    /// one transaction (group commit). All are recorded, or none.
+    fn add_many(&self, batch: &[(WorkItem, String)]) -> Result<Vec<Added>, PendingError> {
+        batch
+            .iter()
+            .map(|(item, delivery_id)| self.add(item.clone(), delivery_id))
+            .collect()
+    }
 
     /// Resolves when work may have been added, by this process or another.
     fn changed(&self) -> Changed<'_>;
@@ -132,6 +199,39 @@ pub trait PendingSet: Send + Sync + 'static {
     /// Items waiting or being worked on.
     fn len(&self) -> usize;
 
+    /// Pending items per installation, with the oldest delivery they answer.
+    fn backlog(&self) -> Result<Vec<Backlog>, PendingError>;
+
+    /// Installations paused at `now`, and until when.
+    fn pauses(&self, now: SystemTime) -> Result<Vec<Pause>, PendingError>;
+
+    /// Records this worker's figures, with `now` as its heartbeat, for
+    /// `task-list-bot status`. Only a store the host's workers share keeps
+    /// them; others have no one to tell.
+    fn record_worker(
+        &self,
+        _figures: &WorkerFigures,
+        _now: SystemTime,
+    ) -> Result<(), PendingError> {
+        Ok(())
+    }
+
+    /// Remembers an item given up on, for `task-list-bot status`.
+    fn record_dropped(&self, _dropped: &DroppedItem) -> Result<(), PendingError> {
+        Ok(())
+    }
+
+    /// Upkeep off the request path, run by the store thread now and then:
+    /// forget old delivery ids in small batches, return claims of dead
+    /// workers, sweep their files.
+    fn housekeeping(&self, _now: SystemTime) -> Result<(), PendingError> {
+        Ok(())
+    }
+
+    /// Gives up this process's place among the workers sharing the store
+    /// (its owner lock file): called once, as the process exits.
+    fn release(&self) {}
+
     /// Whether other processes work on this set too (and so keep what this
     /// process leaves behind).
     fn is_shared(&self) -> bool;
@@ -147,6 +247,9 @@ struct Entry {
     sequence: u64,
     delivery_id: String,
     attempts: u32,
+    received_at: SystemTime,
+    /// When the first delivery recorded while the item was claimed came.
+    received_again_at: Option<SystemTime>,
     state: EntryState,
 }
 
@@ -193,23 +296,20 @@ impl PendingSet for MemoryPendingSet {
     fn add(&self, item: WorkItem, delivery_id: &str) -> Result<Added, PendingError> {
         let mut inner = self.lock();
         let now = SystemTime::now();
-        if inner.deliveries.len() > 100_000 {
-            inner
-                .deliveries
-                .retain(|_, seen| seen.elapsed().is_ok_and(|age| age < DELIVERY_MEMORY));
-        }
-        if inner
+        let seen_before = inner
             .deliveries
             .insert(delivery_id.to_owned(), now)
-            .is_some()
-        {
-            return Ok(Added::DuplicateDelivery);
-        }
+            .is_some();
         if let Some(entry) = inner.entries.get_mut(&item) {
-            entry.delivery_id = delivery_id.to_owned();
-            if let EntryState::Claimed { added_again } = &mut entry.state {
-                *added_again = true;
+            match &mut entry.state {
+                EntryState::Waiting { .. } if seen_before => return Ok(Added::DuplicateDelivery),
+                EntryState::Waiting { .. } => {}
+                EntryState::Claimed { added_again } => {
+                    *added_again = true;
+                    entry.received_again_at.get_or_insert(now);
+                }
             }
+            entry.delivery_id = delivery_id.to_owned();
             return Ok(Added::Coalesced);
         }
         let sequence = inner.next_sequence;
@@ -223,6 +323,8 @@ impl PendingSet for MemoryPendingSet {
                 sequence,
                 delivery_id: delivery_id.to_owned(),
                 attempts: 0,
+                received_at: now,
+                received_again_at: None,
                 state: EntryState::Waiting { not_before: None },
             },
         );
@@ -286,6 +388,7 @@ impl PendingSet for MemoryPendingSet {
             item,
             delivery_id: entry.delivery_id.clone(),
             attempts: entry.attempts,
+            received_at: entry.received_at,
         }))
     }
 
@@ -300,6 +403,9 @@ impl PendingSet for MemoryPendingSet {
                     not_before: Some(SystemTime::now() + RECHECK_DELAY),
                 };
                 entry.attempts = 0;
+                if let Some(again) = entry.received_again_at.take() {
+                    entry.received_at = again;
+                }
                 let key = (claim.item.installation(), entry.sequence);
                 inner.waiting.insert(key, claim.item.clone());
             }
@@ -316,6 +422,7 @@ impl PendingSet for MemoryPendingSet {
             return Ok(());
         };
         entry.attempts = claim.attempts + 1;
+        entry.received_again_at = None;
         entry.state = EntryState::Waiting {
             not_before: Some(not_before),
         };
@@ -355,6 +462,52 @@ impl PendingSet for MemoryPendingSet {
 
     fn len(&self) -> usize {
         self.lock().entries.len()
+    }
+
+    fn backlog(&self) -> Result<Vec<Backlog>, PendingError> {
+        let inner = self.lock();
+        let mut by_installation: BTreeMap<InstallationId, Backlog> = BTreeMap::new();
+        for (item, entry) in &inner.entries {
+            let installation = item.installation();
+            let backlog = by_installation
+                .entry(installation)
+                .or_insert_with(|| Backlog {
+                    installation,
+                    items: 0,
+                    oldest: entry.received_at,
+                });
+            backlog.items += 1;
+            backlog.oldest = backlog.oldest.min(entry.received_at);
+        }
+        Ok(by_installation.into_values().collect())
+    }
+
+    fn pauses(&self, now: SystemTime) -> Result<Vec<Pause>, PendingError> {
+        let mut pauses: Vec<Pause> = self
+            .lock()
+            .paused
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(installation, until)| Pause {
+                installation: *installation,
+                until: *until,
+            })
+            .collect();
+        pauses.sort_by_key(|pause| pause.installation);
+        Ok(pauses)
+    }
+
+    fn housekeeping(&self, now: SystemTime) -> Result<(), PendingError> {
+        // Memory is cheap to keep for a while; sweep only a large map, so
+        // that a busy process does not walk it every second.
+        let mut inner = self.lock();
+        if inner.deliveries.len() > 10_000 {
+            let horizon = now
+                .checked_sub(DELIVERY_MEMORY)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            inner.deliveries.retain(|_, seen| *seen >= horizon);
+        }
+        Ok(())
     }
 
     fn is_shared(&self) -> bool {
@@ -452,5 +605,64 @@ mod tests {
         assert_eq!(set.next_retry(), Some(later));
         let retried = set.claim(InstallationId(1), later).unwrap().unwrap();
         assert_eq!(retried.attempts, 1);
+    }
+
+    #[test]
+    fn a_delivery_seen_before_is_recorded_again_unless_its_item_is_waiting() {
+        let set = MemoryPendingSet::new();
+        assert_eq!(set.add(pull(1, 7), "same").unwrap(), Added::New);
+        assert_eq!(
+            set.add(pull(1, 7), "same").unwrap(),
+            Added::DuplicateDelivery
+        );
+        let claim = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert_eq!(set.add(pull(1, 7), "same").unwrap(), Added::Coalesced);
+        set.done(&claim).unwrap();
+        let again = set
+            .claim(InstallationId(1), SystemTime::now() + RECHECK_DELAY)
+            .unwrap()
+            .unwrap();
+        set.done(&again).unwrap();
+        assert_eq!(set.add(pull(1, 7), "same").unwrap(), Added::New);
+    }
+
+    #[test]
+    fn claims_carry_their_earliest_delivery_and_the_backlog_its_age() {
+        let set = MemoryPendingSet::new();
+        let before = SystemTime::now();
+        set.add(pull(1, 7), "d1").unwrap();
+        let after_first = SystemTime::now();
+        set.add(pull(1, 7), "d2").unwrap();
+        set.add(pull(2, 1), "d3").unwrap();
+        let backlog = set.backlog().unwrap();
+        assert_eq!(
+            backlog
+                .iter()
+                .map(|b| (b.installation.0, b.items))
+                .collect::<Vec<_>>(),
+            [(1, 1), (2, 1)]
+        );
+        assert!(backlog[0].oldest >= before && backlog[0].oldest <= after_first);
+        let claim = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert!(claim.received_at >= before && claim.received_at <= after_first);
+        let during = SystemTime::now();
+        set.add(pull(1, 7), "d4").unwrap();
+        set.done(&claim).unwrap();
+        let again = set
+            .claim(InstallationId(1), SystemTime::now() + RECHECK_DELAY)
+            .unwrap()
+            .unwrap();
+        assert!(again.received_at >= during);
+
+        let until = now() + Duration::from_secs(60);
+        set.pause(InstallationId(2), until).unwrap();
+        assert_eq!(
+            set.pauses(now()).unwrap(),
+            [Pause {
+                installation: InstallationId(2),
+                until
+            }]
+        );
+        assert!(set.pauses(until).unwrap().is_empty());
     }
 }

@@ -11,11 +11,17 @@
 //! A claim names its owner. Each process holds an exclusive `flock` on
 //! `owners/<owner>.lock` for as long as it lives; the kernel drops that lock
 //! when the process dies, however it dies, so any other worker that can take
-//! the lock knows the owner is gone and returns its claims to the pool.
+//! the lock knows the owner is gone, returns its claims to the pool and
+//! removes the file. A process that exits normally removes its own.
+//!
+//! Every call may wait for another process's write lock (up to
+//! [`BUSY_TIMEOUT`]), so none is made on an async runtime's threads: the
+//! [`Store`](super::Store) runs them on a thread of their own.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +29,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::wake::Waker;
 use super::{
-    Added, Changed, Claim, DELIVERY_MEMORY, PendingError, PendingSet, RECHECK_DELAY, WorkItem,
+    Added, Backlog, Changed, Claim, DELIVERY_MEMORY, DroppedItem, Pause, PendingError, PendingSet,
+    RECHECK_DELAY, REDELIVERY_WINDOW, WorkItem, WorkerFigures,
 };
 use crate::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
 
@@ -33,12 +40,16 @@ pub const DATABASE_FILE: &str = "pending.sqlite3";
 /// How long a statement waits for another process's write lock before the
 /// store counts as unavailable (and a delivery is answered 503, well within
 /// GitHub's 10 s delivery timeout).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Between two tries for another process's write lock. SQLite's own busy
 /// timeout backs off to 10-25 ms steps, which would hold a delivery's answer
 /// far longer than the few hundred microseconds a transaction here takes.
 const LOCK_RETRY: Duration = Duration::from_micros(200);
+
+/// Rows forgotten per statement when old delivery ids and redelivery
+/// requests are pruned: each batch holds the write lock only briefly.
+const PRUNE_BATCH: i64 = 500;
 
 /// SQLite's busy handler: retries every [`LOCK_RETRY`] until
 /// [`BUSY_TIMEOUT`] has passed, then gives up (the store is unavailable).
@@ -73,6 +84,10 @@ fn retry_while_locked<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusql
 /// How often, at most, claims of dead owners are looked for.
 const REAP_INTERVAL: Duration = Duration::from_millis(500);
 
+/// A file in `owners/` that is not a finished lock file (one being created)
+/// is swept only once it is this old.
+const UNFINISHED_OWNER_FILE_AGE: Duration = Duration::from_secs(60);
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS pending (
     sequence     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -85,6 +100,8 @@ CREATE TABLE IF NOT EXISTS pending (
     not_before   INTEGER,            -- unix ms; NULL means now
     claimed_by   TEXT,               -- owner of the claim, NULL when waiting
     added_again  INTEGER NOT NULL DEFAULT 0,
+    received_ms  INTEGER,            -- the earliest delivery the next claim answers
+    again_received_ms INTEGER,       -- the first delivery recorded while claimed
     UNIQUE (installation, repo, kind, target)
 );
 CREATE INDEX IF NOT EXISTS pending_ready ON pending (installation, claimed_by, sequence);
@@ -98,9 +115,32 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS redeliveries (
     guid         TEXT PRIMARY KEY,
-    requested_ms INTEGER NOT NULL
+    requested_ms INTEGER NOT NULL,   -- the latest request
+    requests     INTEGER NOT NULL DEFAULT 1,
+    delivered_ms INTEGER NOT NULL DEFAULT 0  -- the original delivery
 ) WITHOUT ROWID;
 ";
+
+/// Columns added since the first schema: (table, column, declaration).
+const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
+    ("pending", "received_ms", "INTEGER"),
+    ("pending", "again_received_ms", "INTEGER"),
+    ("redeliveries", "requests", "INTEGER NOT NULL DEFAULT 1"),
+    ("redeliveries", "delivered_ms", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+/// Indexes that let old rows be pruned without a table scan.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS deliveries_seen ON deliveries (seen_ms);
+CREATE INDEX IF NOT EXISTS redeliveries_delivered ON redeliveries (delivered_ms);
+";
+
+/// What the store remembers of the redeliveries it asked GitHub for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedeliveryRecord {
+    pub requests: u32,
+    pub last_requested: SystemTime,
+}
 
 /// A [`PendingSet`] in a SQLite database shared by the workers of a host.
 pub struct SqlitePendingSet {
@@ -109,8 +149,10 @@ pub struct SqlitePendingSet {
     connection: Mutex<Connection>,
     owner: String,
     owners_dir: PathBuf,
+    lock_path: PathBuf,
     /// Held (flocked) for the life of the process; see the module doc.
     _owner_lock: File,
+    released: AtomicBool,
     waker: Waker,
     last_reap: Mutex<Instant>,
 }
@@ -122,7 +164,7 @@ impl SqlitePendingSet {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         let path = state_dir.join(DATABASE_FILE);
-        let connection =
+        let mut connection =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         connection
             .busy_handler(Some(wait_for_lock))
@@ -141,26 +183,24 @@ impl SqlitePendingSet {
         connection
             .pragma_update(None, "cache_size", -256)
             .context("setting the cache size")?;
-        retry_while_locked(|| connection.execute_batch(SCHEMA))
+        connection.set_prepared_statement_cache_capacity(32);
+        retry_while_locked(|| create_schema(&mut connection))
             .with_context(|| format!("creating tables in {}", path.display()))?;
 
         let owner = owner_name();
         let owners_dir = state_dir.join("owners");
         std::fs::create_dir_all(&owners_dir)
             .with_context(|| format!("creating {}", owners_dir.display()))?;
-        let lock_path = owners_dir.join(format!("{owner}.lock"));
-        let owner_lock = File::create(&lock_path)
-            .with_context(|| format!("creating {}", lock_path.display()))?;
-        if !try_lock(&owner_lock) {
-            anyhow::bail!("cannot lock {}", lock_path.display());
-        }
+        let (owner_lock, lock_path) = create_owner_lock(&owners_dir, &owner)?;
         let waker = Waker::bind(&state_dir.join("wake"), &owner)
             .with_context(|| format!("binding the wake-up socket in {}", state_dir.display()))?;
         let store = SqlitePendingSet {
             connection: Mutex::new(connection),
             owner,
             owners_dir,
+            lock_path,
             _owner_lock: owner_lock,
+            released: AtomicBool::new(false),
             waker,
             last_reap: Mutex::new(Instant::now() - REAP_INTERVAL),
         };
@@ -182,9 +222,10 @@ impl SqlitePendingSet {
     }
 
     /// Returns the claims of owners whose lock is free (they died) to the
-    /// pool, and wakes the workers if there were any.
+    /// pool, removes their lock files, and wakes the workers if any claim
+    /// came back. Returns the number of claims returned.
     pub fn reap_dead_owners(&self) -> Result<usize, PendingError> {
-        let owners: Vec<String> = {
+        let mut owners: Vec<String> = {
             let connection = self.connection();
             let mut statement = connection
                 .prepare_cached("SELECT DISTINCT claimed_by FROM pending WHERE claimed_by IS NOT NULL AND claimed_by != ?1")
@@ -194,128 +235,305 @@ impl SqlitePendingSet {
                 .map_err(store_error)?;
             rows.collect::<Result<_, _>>().map_err(store_error)?
         };
+        let with_claims = owners.len();
+        owners.extend(self.owner_files());
         let mut returned = 0;
-        for owner in owners {
-            let lock_path = self.owners_dir.join(format!("{owner}.lock"));
-            let dead = match File::open(&lock_path) {
-                Ok(file) => try_lock(&file),
-                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-            };
-            if !dead {
+        for (index, owner) in owners.into_iter().enumerate() {
+            if owner == self.owner {
                 continue;
             }
-            let connection = self.connection();
-            returned += connection
-                .execute(
-                    "UPDATE pending SET claimed_by = NULL, added_again = 0 WHERE claimed_by = ?1",
-                    params![owner],
-                )
-                .map_err(store_error)?;
+            let lock_path = self.owners_dir.join(format!("{owner}.lock"));
+            // Held until the file is removed, so that the owner cannot be
+            // judged alive and dead at once.
+            let free_lock = match File::open(&lock_path) {
+                Ok(file) if try_lock(&file) => Some(Some(file)),
+                Ok(_) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+                Err(_) => None,
+            };
+            let Some(_held) = free_lock else {
+                continue;
+            };
+            if index < with_claims {
+                let connection = self.connection();
+                returned += connection
+                    .prepare_cached(
+                        "UPDATE pending SET claimed_by = NULL, added_again = 0, again_received_ms = NULL
+                         WHERE claimed_by = ?1",
+                    )
+                    .and_then(|mut statement| statement.execute(params![owner]))
+                    .map_err(store_error)?;
+                tracing::warn!(owner, "returned the claims of a worker that died");
+            }
             let _ = std::fs::remove_file(&lock_path);
-            tracing::warn!(owner, "returned the claims of a worker that died");
         }
+        self.sweep_unfinished_owner_files();
         if returned > 0 {
             self.waker.wake_all();
         }
         Ok(returned)
     }
 
-    fn maybe_reap(&self) {
+    /// Owners with a lock file in `owners/`, other than this process.
+    fn owner_files(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.owners_dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let owner = name.strip_suffix(".lock")?;
+                (owner != self.owner && !owner.starts_with('.')).then(|| owner.to_owned())
+            })
+            .collect()
+    }
+
+    /// Removes files a process left while creating its lock file, once
+    /// they are old and unlocked.
+    fn sweep_unfinished_owner_files(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.owners_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let unfinished = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with('.'));
+            let old = entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > UNFINISHED_OWNER_FILE_AGE);
+            if unfinished && old && File::open(&path).is_ok_and(|file| try_lock(&file)) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
+    fn maybe_reap(&self) -> Result<(), PendingError> {
         {
             let mut last = self.last_reap.lock().unwrap_or_else(|p| p.into_inner());
             if last.elapsed() < REAP_INTERVAL {
-                return;
+                return Ok(());
             }
             *last = Instant::now();
         }
-        if let Err(error) = self.reap_dead_owners() {
-            tracing::warn!(%error, "cannot look for claims of dead workers");
+        self.reap_dead_owners().map(|_| ())
+    }
+
+    /// Forgets delivery ids older than [`DELIVERY_MEMORY`] and redelivery
+    /// requests for deliveries older than [`REDELIVERY_WINDOW`], at most
+    /// one small batch of each; returns how many rows went.
+    pub fn prune_once(&self, now: SystemTime) -> Result<usize, PendingError> {
+        let now_ms = millis(now);
+        let deliveries_horizon = now_ms - DELIVERY_MEMORY.as_millis() as i64;
+        let redeliveries_horizon = now_ms - REDELIVERY_WINDOW.as_millis() as i64;
+        let connection = self.connection();
+        // Only a delete waits for the write lock; look first (a read never
+        // waits in WAL mode), so that upkeep with nothing to do never
+        // queues behind another worker's transaction.
+        let anything_old: bool = connection
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE seen_ms < ?1)
+                     OR EXISTS (SELECT 1 FROM redeliveries WHERE delivered_ms < ?2)
+                     OR EXISTS (SELECT 1 FROM pauses WHERE until_ms <= ?3)",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(
+                    params![deliveries_horizon, redeliveries_horizon, now_ms],
+                    |row| row.get(0),
+                )
+            })
+            .map_err(store_error)?;
+        if !anything_old {
+            return Ok(0);
+        }
+        let deliveries = connection
+            .prepare_cached(
+                "DELETE FROM deliveries WHERE id IN
+                 (SELECT id FROM deliveries WHERE seen_ms < ?1 LIMIT ?2)",
+            )
+            .and_then(|mut statement| statement.execute(params![deliveries_horizon, PRUNE_BATCH]))
+            .map_err(store_error)?;
+        let redeliveries = connection
+            .prepare_cached(
+                "DELETE FROM redeliveries WHERE guid IN
+                 (SELECT guid FROM redeliveries WHERE delivered_ms < ?1 LIMIT ?2)",
+            )
+            .and_then(|mut statement| statement.execute(params![redeliveries_horizon, PRUNE_BATCH]))
+            .map_err(store_error)?;
+        let pauses = connection
+            .prepare_cached("DELETE FROM pauses WHERE until_ms <= ?1")
+            .and_then(|mut statement| statement.execute(params![now_ms]))
+            .map_err(store_error)?;
+        Ok(deliveries + redeliveries + pauses)
+    }
+
+    /// Forgets every redelivery request for deliveries made before
+    /// `delivered_before`, in small batches.
+    pub fn prune_redeliveries(&self, delivered_before: SystemTime) -> Result<usize, PendingError> {
+        let mut pruned = 0;
+        loop {
+            let connection = self.connection();
+            let batch = connection
+                .prepare_cached(
+                    "DELETE FROM redeliveries WHERE guid IN
+                     (SELECT guid FROM redeliveries WHERE delivered_ms < ?1 LIMIT ?2)",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![millis(delivered_before), PRUNE_BATCH])
+                })
+                .map_err(store_error)?;
+            pruned += batch;
+            if batch < PRUNE_BATCH as usize {
+                return Ok(pruned);
+            }
         }
     }
 
-    /// Records that a redelivery of `guid` was requested; false when one
-    /// already was.
-    pub fn record_redelivery(&self, guid: &str) -> Result<bool, PendingError> {
-        let connection = self.connection();
-        let inserted = connection
-            .execute(
-                "INSERT OR IGNORE INTO redeliveries (guid, requested_ms) VALUES (?1, ?2)",
-                params![guid, millis(SystemTime::now())],
-            )
-            .map_err(store_error)?;
-        Ok(inserted == 1)
-    }
-
-    /// Whether a redelivery of `guid` was already requested.
-    pub fn redelivery_requested(&self, guid: &str) -> Result<bool, PendingError> {
+    /// Records that a redelivery of `guid` (first delivered at
+    /// `delivered_at`) was requested at `now`.
+    pub fn record_redelivery(
+        &self,
+        guid: &str,
+        delivered_at: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), PendingError> {
         let connection = self.connection();
         connection
-            .query_row(
-                "SELECT 1 FROM redeliveries WHERE guid = ?1",
-                params![guid],
-                |_| Ok(()),
+            .prepare_cached(
+                "INSERT INTO redeliveries (guid, requested_ms, requests, delivered_ms)
+                 VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (guid) DO UPDATE SET requested_ms = excluded.requested_ms,
+                     requests = requests + 1",
             )
-            .optional()
-            .map(|row| row.is_some())
+            .and_then(|mut statement| {
+                statement.execute(params![guid, millis(now), millis(delivered_at)])
+            })
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// The redeliveries of `guid` requested so far, if any.
+    pub fn redelivery_record(&self, guid: &str) -> Result<Option<RedeliveryRecord>, PendingError> {
+        let connection = self.connection();
+        connection
+            .prepare_cached("SELECT requests, requested_ms FROM redeliveries WHERE guid = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![guid], |row| {
+                        Ok(RedeliveryRecord {
+                            requests: row.get(0)?,
+                            last_requested: from_millis(row.get(1)?),
+                        })
+                    })
+                    .optional()
+            })
             .map_err(store_error)
+    }
+
+    /// Delivery ids remembered, for tests of the pruning.
+    pub fn remembered_deliveries(&self) -> Result<usize, PendingError> {
+        let connection = self.connection();
+        connection
+            .query_row("SELECT count(*) FROM deliveries", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n as usize)
+            .map_err(store_error)
+    }
+
+    /// Records `count` delivery ids seen at `seen`, for tests of the pruning.
+    #[doc(hidden)]
+    pub fn remember_deliveries_for_test(
+        &self,
+        prefix: &str,
+        count: usize,
+        seen: SystemTime,
+    ) -> Result<(), PendingError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction().map_err(store_error)?;
+        for i in 0..count {
+            transaction
+                .execute(
+                    "INSERT OR IGNORE INTO deliveries (id, seen_ms) VALUES (?1, ?2)",
+                    params![format!("{prefix}-{i}"), millis(seen)],
+                )
+                .map_err(store_error)?;
+        }
+        transaction.commit().map_err(store_error)
+    }
+}
+
+/// Creates the tables, adds the columns an older schema lacks and the
+/// indexes, in one transaction so that workers starting together agree.
+fn create_schema(connection: &mut Connection) -> rusqlite::Result<()> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    transaction.execute_batch(SCHEMA)?;
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let present: i64 = transaction.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |row| row.get(0),
+        )?;
+        if present == 0 {
+            transaction.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    transaction.execute_batch(INDEXES)?;
+    transaction.execute_batch(super::fleet::SCHEMA)?;
+    transaction.commit()
+}
+
+/// Creates and locks `owners/<owner>.lock`. The file is locked under a
+/// temporary name first and then renamed into place, so that no other
+/// worker ever sees the lock file unlocked and sweeps it.
+fn create_owner_lock(owners_dir: &Path, owner: &str) -> crate::Result<(File, PathBuf)> {
+    use anyhow::Context as _;
+    let unfinished = owners_dir.join(format!(".{owner}.new"));
+    let lock_path = owners_dir.join(format!("{owner}.lock"));
+    let file =
+        File::create(&unfinished).with_context(|| format!("creating {}", unfinished.display()))?;
+    if !try_lock(&file) {
+        anyhow::bail!("cannot lock {}", unfinished.display());
+    }
+    std::fs::rename(&unfinished, &lock_path)
+        .with_context(|| format!("renaming {} into place", unfinished.display()))?;
+    Ok((file, lock_path))
+}
+
+impl Drop for SqlitePendingSet {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
 impl PendingSet for SqlitePendingSet {
     fn add(&self, item: WorkItem, delivery_id: &str) -> Result<Added, PendingError> {
-        let (installation, repo, kind, target) = key(&item);
+        let added = self.add_many(&[(item, delivery_id.to_owned())])?;
+        Ok(added[0])
+    }
+
+    fn add_many(&self, batch: &[(WorkItem, String)]) -> Result<Vec<Added>, PendingError> {
         let now = millis(SystemTime::now());
-        let added = {
+        let outcomes = {
             let mut connection = self.connection();
             let transaction = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(store_error)?;
-            let first_time = transaction
-                .execute(
-                    "INSERT OR IGNORE INTO deliveries (id, seen_ms) VALUES (?1, ?2)",
-                    params![delivery_id, now],
-                )
-                .map_err(store_error)?;
-            if first_time == 0 {
-                return Ok(Added::DuplicateDelivery);
-            }
-            let inserted = transaction
-                .execute(
-                    "INSERT OR IGNORE INTO pending (installation, repo, kind, target, delivery_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![installation, repo, kind, target, delivery_id],
-                )
-                .map_err(store_error)?;
-            let added = if inserted == 1 {
-                Added::New
-            } else {
-                transaction
-                    .execute(
-                        "UPDATE pending SET delivery_id = ?5,
-                             added_again = CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END
-                         WHERE installation = ?1 AND repo = ?2 AND kind = ?3 AND target = ?4",
-                        params![installation, repo, kind, target, delivery_id],
-                    )
-                    .map_err(store_error)?;
-                Added::Coalesced
-            };
-            // Forget old delivery ids now and then, at almost no cost.
-            if now % 64 == 0 {
-                let horizon = now - DELIVERY_MEMORY.as_millis() as i64;
-                transaction
-                    .execute(
-                        "DELETE FROM deliveries WHERE seen_ms < ?1",
-                        params![horizon],
-                    )
-                    .map_err(store_error)?;
-            }
+            let outcomes = record_all(&transaction, batch, now).map_err(store_error)?;
             transaction.commit().map_err(store_error)?;
-            added
+            outcomes
         };
-        if added == Added::New {
+        if outcomes.contains(&Added::New) {
             self.waker.wake_all();
         }
-        Ok(added)
+        Ok(outcomes)
     }
 
     fn changed(&self) -> Changed<'_> {
@@ -325,11 +543,13 @@ impl PendingSet for SqlitePendingSet {
     fn pause(&self, installation: InstallationId, until: SystemTime) -> Result<(), PendingError> {
         let connection = self.connection();
         connection
-            .execute(
+            .prepare_cached(
                 "INSERT INTO pauses (installation, until_ms) VALUES (?1, ?2)
                  ON CONFLICT (installation) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms)",
-                params![installation.0 as i64, millis(until)],
             )
+            .and_then(|mut statement| {
+                statement.execute(params![installation.0 as i64, millis(until)])
+            })
             .map_err(store_error)?;
         Ok(())
     }
@@ -337,12 +557,14 @@ impl PendingSet for SqlitePendingSet {
     fn paused_until(&self, installation: InstallationId, now: SystemTime) -> Option<SystemTime> {
         let connection = self.connection();
         let until: Option<i64> = connection
-            .query_row(
-                "SELECT until_ms FROM pauses WHERE installation = ?1 AND until_ms > ?2",
-                params![installation.0 as i64, millis(now)],
-                |row| row.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT until_ms FROM pauses WHERE installation = ?1 AND until_ms > ?2")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![installation.0 as i64, millis(now)], |row| {
+                        row.get(0)
+                    })
+                    .optional()
+            })
             .ok()
             .flatten();
         until.map(from_millis)
@@ -359,43 +581,46 @@ impl PendingSet for SqlitePendingSet {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(store_error)?;
         let paused: Option<i64> = transaction
-            .query_row(
-                "SELECT until_ms FROM pauses WHERE installation = ?1 AND until_ms > ?2",
-                params![installation.0 as i64, now],
-                |row| row.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT until_ms FROM pauses WHERE installation = ?1 AND until_ms > ?2")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![installation.0 as i64, now], |row| row.get(0))
+                    .optional()
+            })
             .map_err(store_error)?;
         if paused.is_some() {
             return Ok(None);
         }
         let row = transaction
-            .query_row(
-                "SELECT sequence, repo, kind, target, delivery_id, attempts FROM pending
+            .prepare_cached(
+                "SELECT sequence, repo, kind, target, delivery_id, attempts, received_ms FROM pending
                  WHERE installation = ?1 AND claimed_by IS NULL AND (not_before IS NULL OR not_before <= ?2)
                  ORDER BY sequence LIMIT 1",
-                params![installation.0 as i64, now],
-                |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, u32>(5)?,
-                    ))
-                },
             )
-            .optional()
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![installation.0 as i64, now], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, String>(3)?,
+                            row.get::<_, String>(4)?,
+                            row.get::<_, u32>(5)?,
+                            row.get::<_, Option<i64>>(6)?,
+                        ))
+                    })
+                    .optional()
+            })
             .map_err(store_error)?;
-        let Some((sequence, repo, kind, target, delivery_id, attempts)) = row else {
+        let Some((sequence, repo, kind, target, delivery_id, attempts, received_ms)) = row else {
             return Ok(None);
         };
         transaction
-            .execute(
+            .prepare_cached(
                 "UPDATE pending SET claimed_by = ?1, added_again = 0 WHERE sequence = ?2",
-                params![self.owner, sequence],
             )
+            .and_then(|mut statement| statement.execute(params![self.owner, sequence]))
             .map_err(store_error)?;
         transaction.commit().map_err(store_error)?;
         let item = item_from_row(installation, repo, &kind, target)?;
@@ -403,6 +628,7 @@ impl PendingSet for SqlitePendingSet {
             item,
             delivery_id,
             attempts,
+            received_at: from_millis(received_ms.unwrap_or(now)),
         }))
     }
 
@@ -414,26 +640,31 @@ impl PendingSet for SqlitePendingSet {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(store_error)?;
             let deleted = transaction
-                .execute(
+                .prepare_cached(
                     "DELETE FROM pending WHERE installation = ?1 AND repo = ?2 AND kind = ?3 AND target = ?4
                      AND claimed_by = ?5 AND added_again = 0",
-                    params![installation, repo, kind, target, self.owner],
                 )
+                .and_then(|mut statement| {
+                    statement.execute(params![installation, repo, kind, target, self.owner])
+                })
                 .map_err(store_error)?;
             let requeued = if deleted == 0 {
                 transaction
-                    .execute(
-                        "UPDATE pending SET claimed_by = NULL, added_again = 0, attempts = 0, not_before = ?6
+                    .prepare_cached(
+                        "UPDATE pending SET claimed_by = NULL, added_again = 0, attempts = 0, not_before = ?6,
+                             received_ms = coalesce(again_received_ms, received_ms), again_received_ms = NULL
                          WHERE installation = ?1 AND repo = ?2 AND kind = ?3 AND target = ?4 AND claimed_by = ?5",
-                        params![
+                    )
+                    .and_then(|mut statement| {
+                        statement.execute(params![
                             installation,
                             repo,
                             kind,
                             target,
                             self.owner,
                             millis(SystemTime::now() + RECHECK_DELAY)
-                        ],
-                    )
+                        ])
+                    })
                     .map_err(store_error)?
             } else {
                 0
@@ -451,10 +682,13 @@ impl PendingSet for SqlitePendingSet {
         let (installation, repo, kind, target) = key(&claim.item);
         let connection = self.connection();
         connection
-            .execute(
-                "UPDATE pending SET claimed_by = NULL, added_again = 0, attempts = ?6, not_before = ?7
+            .prepare_cached(
+                "UPDATE pending SET claimed_by = NULL, added_again = 0, again_received_ms = NULL,
+                     attempts = ?6, not_before = ?7
                  WHERE installation = ?1 AND repo = ?2 AND kind = ?3 AND target = ?4 AND claimed_by = ?5",
-                params![
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
                     installation,
                     repo,
                     kind,
@@ -462,14 +696,13 @@ impl PendingSet for SqlitePendingSet {
                     self.owner,
                     claim.attempts + 1,
                     millis(not_before)
-                ],
-            )
+                ])
+            })
             .map_err(store_error)?;
         Ok(())
     }
 
     fn ready_installations(&self, now: SystemTime) -> Result<Vec<InstallationId>, PendingError> {
-        self.maybe_reap();
         let connection = self.connection();
         let mut statement = connection
             .prepare_cached(
@@ -490,13 +723,14 @@ impl PendingSet for SqlitePendingSet {
         let connection = self.connection();
         let now = millis(SystemTime::now());
         connection
-            .query_row(
+            .prepare_cached(
                 "SELECT min(t) FROM (
                      SELECT min(not_before) AS t FROM pending WHERE claimed_by IS NULL AND not_before > ?1
                      UNION ALL SELECT min(until_ms) FROM pauses WHERE until_ms > ?1)",
-                params![now],
-                |row| row.get::<_, Option<i64>>(0),
             )
+            .and_then(|mut statement| {
+                statement.query_row(params![now], |row| row.get::<_, Option<i64>>(0))
+            })
             .ok()
             .flatten()
             .map(from_millis)
@@ -509,15 +743,124 @@ impl PendingSet for SqlitePendingSet {
     fn len(&self) -> usize {
         let connection = self.connection();
         connection
-            .query_row("SELECT count(*) FROM pending", [], |row| {
-                row.get::<_, i64>(0)
-            })
+            .prepare_cached("SELECT count(*) FROM pending")
+            .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
             .map(|n| n as usize)
             .unwrap_or(0)
     }
+
+    fn backlog(&self) -> Result<Vec<Backlog>, PendingError> {
+        let connection = self.connection();
+        let now = millis(SystemTime::now());
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT installation, count(*), min(coalesce(received_ms, ?1)) FROM pending
+                 GROUP BY installation ORDER BY installation",
+            )
+            .map_err(store_error)?;
+        let rows = statement
+            .query_map(params![now], |row| {
+                Ok(Backlog {
+                    installation: InstallationId(row.get::<_, i64>(0)? as u64),
+                    items: row.get::<_, i64>(1)? as usize,
+                    oldest: from_millis(row.get(2)?),
+                })
+            })
+            .map_err(store_error)?;
+        rows.collect::<Result<_, _>>().map_err(store_error)
+    }
+
+    fn pauses(&self, now: SystemTime) -> Result<Vec<Pause>, PendingError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT installation, until_ms FROM pauses WHERE until_ms > ?1 ORDER BY installation",
+            )
+            .map_err(store_error)?;
+        let rows = statement
+            .query_map(params![millis(now)], |row| {
+                Ok(Pause {
+                    installation: InstallationId(row.get::<_, i64>(0)? as u64),
+                    until: from_millis(row.get(1)?),
+                })
+            })
+            .map_err(store_error)?;
+        rows.collect::<Result<_, _>>().map_err(store_error)
+    }
+
+    fn record_worker(&self, figures: &WorkerFigures, now: SystemTime) -> Result<(), PendingError> {
+        super::fleet::record_worker(&mut self.connection(), &self.owner, figures, now)
+            .map_err(store_error)
+    }
+
+    fn record_dropped(&self, dropped: &DroppedItem) -> Result<(), PendingError> {
+        super::fleet::record_dropped(&self.connection(), &self.owner, dropped).map_err(store_error)
+    }
+
+    fn housekeeping(&self, now: SystemTime) -> Result<(), PendingError> {
+        self.maybe_reap()?;
+        self.prune_once(now).map(|_| ())
+    }
+
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::Relaxed) {
+            // Removed while the lock is still held (the file closes after).
+            let _ = std::fs::remove_file(&self.lock_path);
+        }
+    }
 }
 
-fn key(item: &WorkItem) -> (i64, &str, &'static str, String) {
+/// Records each delivery of `batch` inside one transaction.
+fn record_all(
+    transaction: &rusqlite::Transaction<'_>,
+    batch: &[(WorkItem, String)],
+    now: i64,
+) -> rusqlite::Result<Vec<Added>> {
+    let mut remember = transaction.prepare_cached(
+        "INSERT INTO deliveries (id, seen_ms) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut waiting = transaction.prepare_cached(
+        "SELECT claimed_by IS NULL FROM pending
+         WHERE installation = ?1 AND repo = ?2 AND kind = ?3 AND target = ?4",
+    )?;
+    let mut insert = transaction.prepare_cached(
+        "INSERT INTO pending (installation, repo, kind, target, delivery_id, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (installation, repo, kind, target) DO NOTHING",
+    )?;
+    let mut coalesce = transaction.prepare_cached(
+        "UPDATE pending SET delivery_id = ?5,
+             added_again = CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END,
+             again_received_ms = CASE WHEN claimed_by IS NULL THEN again_received_ms
+                                      ELSE coalesce(again_received_ms, ?6) END
+         WHERE installation = ?1 AND repo = ?2 AND kind = ?3 AND target = ?4",
+    )?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (item, delivery_id) in batch {
+        let (installation, repo, kind, target) = key(item);
+        let seen_before = remember.execute(params![delivery_id, now])? == 0;
+        if seen_before {
+            let is_waiting: Option<bool> = waiting
+                .query_row(params![installation, repo, kind, target], |row| row.get(0))
+                .optional()?;
+            if is_waiting == Some(true) {
+                outcomes.push(Added::DuplicateDelivery);
+                continue;
+            }
+        }
+        let inserted =
+            insert.execute(params![installation, repo, kind, target, delivery_id, now])?;
+        if inserted == 1 {
+            outcomes.push(Added::New);
+        } else {
+            coalesce.execute(params![installation, repo, kind, target, delivery_id, now])?;
+            outcomes.push(Added::Coalesced);
+        }
+    }
+    Ok(outcomes)
+}
+
+pub(super) fn key(item: &WorkItem) -> (i64, &str, &'static str, String) {
     match item {
         WorkItem::PullRequest(pull) => (
             pull.installation.0 as i64,
@@ -631,20 +974,257 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_id_is_handled_once() {
+    fn a_delivery_seen_before_is_recorded_again_unless_its_item_is_waiting() {
         let dir = temp_dir("dedupe");
         let store = SqlitePendingSet::open(&dir).unwrap();
         assert_eq!(store.add(pull(1, 1), "same").unwrap(), Added::New);
+        assert_eq!(
+            store.add(pull(1, 1), "same").unwrap(),
+            Added::DuplicateDelivery,
+            "its item is waiting: nothing to add"
+        );
         let claim = store
             .claim(InstallationId(1), SystemTime::now())
             .unwrap()
             .unwrap();
-        store.done(&claim).unwrap();
         assert_eq!(
             store.add(pull(1, 1), "same").unwrap(),
-            Added::DuplicateDelivery
+            Added::Coalesced,
+            "claimed: the claimer may have read before, so it runs again"
         );
+        store.done(&claim).unwrap();
+        let again = store
+            .claim(InstallationId(1), SystemTime::now() + RECHECK_DELAY)
+            .unwrap()
+            .expect("requeued");
+        store.done(&again).unwrap();
         assert!(store.is_empty());
+        assert_eq!(
+            store.add(pull(1, 1), "same").unwrap(),
+            Added::New,
+            "a redelivery of finished work is recorded: the recompute is idempotent"
+        );
+        assert_eq!(store.len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_is_recorded_in_one_transaction_with_each_outcome() {
+        let dir = temp_dir("batch");
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let batch = [
+            (pull(1, 1), "a".to_owned()),
+            (pull(1, 1), "b".to_owned()),
+            (pull(1, 2), "c".to_owned()),
+            (pull(1, 2), "c".to_owned()),
+        ];
+        assert_eq!(
+            store.add_many(&batch).unwrap(),
+            [
+                Added::New,
+                Added::Coalesced,
+                Added::New,
+                Added::DuplicateDelivery
+            ]
+        );
+        assert_eq!(store.len(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// `SystemTime` as the store keeps it, to the millisecond.
+    fn to_ms(at: SystemTime) -> SystemTime {
+        from_millis(millis(at))
+    }
+
+    #[test]
+    fn a_claim_carries_when_its_earliest_delivery_was_recorded() {
+        let dir = temp_dir("received");
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let before_first = to_ms(SystemTime::now());
+        store.add(pull(1, 1), "d1").unwrap();
+        let after_first = SystemTime::now();
+        store.add(pull(1, 1), "d2").unwrap();
+        let claim = store
+            .claim(InstallationId(1), SystemTime::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(claim.delivery_id, "d2");
+        assert!(
+            before_first <= claim.received_at && claim.received_at <= after_first,
+            "the first of the coalesced deliveries counts"
+        );
+
+        let before_again = to_ms(SystemTime::now());
+        store.add(pull(1, 1), "d3").unwrap();
+        store.add(pull(1, 1), "d4").unwrap();
+        store.done(&claim).unwrap();
+        let again = store
+            .claim(InstallationId(1), SystemTime::now() + RECHECK_DELAY)
+            .unwrap()
+            .unwrap();
+        assert!(
+            again.received_at >= before_again,
+            "the next turn answers the deliveries recorded during the claim"
+        );
+        store.retry_later(&again, SystemTime::now()).unwrap();
+        let retried = store
+            .claim(InstallationId(1), SystemTime::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            retried.received_at, again.received_at,
+            "kept across retries"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn backlog_and_pauses_are_reported_per_installation() {
+        let dir = temp_dir("backlog");
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let start = to_ms(SystemTime::now());
+        store.add(pull(2, 1), "a").unwrap();
+        store.add(pull(1, 1), "b").unwrap();
+        store.add(pull(1, 2), "c").unwrap();
+        store
+            .claim(InstallationId(1), SystemTime::now())
+            .unwrap()
+            .unwrap();
+        let backlog = store.backlog().unwrap();
+        let summary: Vec<(u64, usize)> = backlog
+            .iter()
+            .map(|b| (b.installation.0, b.items))
+            .collect();
+        assert_eq!(summary, [(1, 2), (2, 1)], "claimed items count too");
+        assert!(backlog.iter().all(|b| b.oldest >= start));
+        let later = SystemTime::now() + Duration::from_secs(5);
+        assert!(backlog[0].oldest_age(later) >= Duration::from_secs(5));
+
+        let now = SystemTime::now();
+        let until = to_ms(now + Duration::from_secs(60));
+        store.pause(InstallationId(2), until).unwrap();
+        store
+            .pause(InstallationId(3), now - Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(
+            store.pauses(now).unwrap(),
+            [Pause {
+                installation: InstallationId(2),
+                until
+            }],
+            "only pauses still in force"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn old_delivery_ids_are_pruned_in_small_batches_through_an_index() {
+        let dir = temp_dir("prune");
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let now = SystemTime::now();
+        let old = now - DELIVERY_MEMORY - Duration::from_secs(60);
+        store
+            .remember_deliveries_for_test("old", 1200, old)
+            .unwrap();
+        store.remember_deliveries_for_test("new", 10, now).unwrap();
+        assert_eq!(store.prune_once(now).unwrap(), 500, "one batch at a time");
+        store.housekeeping(now).unwrap();
+        store.housekeeping(now).unwrap();
+        assert_eq!(store.remembered_deliveries().unwrap(), 10);
+        for (table, column) in [("deliveries", "seen_ms"), ("redeliveries", "delivered_ms")] {
+            let plan: String = store
+                .connection()
+                .query_row(
+                    &format!("EXPLAIN QUERY PLAN SELECT 1 FROM {table} WHERE {column} < 1"),
+                    [],
+                    |row| row.get(3),
+                )
+                .unwrap();
+            assert!(plan.contains("USING"), "{table}: {plan}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn redelivery_requests_are_counted_and_forgotten_after_the_window() {
+        let dir = temp_dir("redeliveries");
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let now = to_ms(SystemTime::now());
+        let recent = now - Duration::from_secs(3600);
+        let too_old = now - REDELIVERY_WINDOW - Duration::from_secs(1);
+        assert_eq!(store.redelivery_record("g").unwrap(), None);
+        store.record_redelivery("g", recent, now).unwrap();
+        store
+            .record_redelivery("g", recent, now + Duration::from_secs(1))
+            .unwrap();
+        store.record_redelivery("old", too_old, now).unwrap();
+        assert_eq!(
+            store.redelivery_record("g").unwrap(),
+            Some(RedeliveryRecord {
+                requests: 2,
+                last_requested: now + Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            store.prune_redeliveries(now - REDELIVERY_WINDOW).unwrap(),
+            1
+        );
+        assert_eq!(store.redelivery_record("old").unwrap(), None);
+        assert!(store.redelivery_record("g").unwrap().is_some());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names = Vec::new();
+        for sub in ["", "owners", "wake"] {
+            for entry in std::fs::read_dir(dir.join(sub)).unwrap().flatten() {
+                names.push(format!("{sub}/{}", entry.file_name().to_string_lossy()));
+            }
+        }
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_state_directory_does_not_grow_with_restarts() {
+        let dir = temp_dir("hygiene");
+        let survivor = SqlitePendingSet::open(&dir).unwrap();
+        let before = entries(&dir);
+        for i in 0..20 {
+            let worker = SqlitePendingSet::open(&dir).unwrap();
+            worker.add(pull(1, i), &format!("d{i}")).unwrap();
+            assert_eq!(
+                entries(&dir).len(),
+                before.len() + 2,
+                "a lock file and a socket"
+            );
+            drop(worker);
+            survivor.reap_dead_owners().unwrap();
+            assert_eq!(entries(&dir), before, "restart {i} left files behind");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn lock_files_of_killed_workers_are_swept() {
+        let dir = temp_dir("sweep");
+        let survivor = SqlitePendingSet::open(&dir).unwrap();
+        // What a killed worker leaves: its lock file, no longer locked, and
+        // one that did not even get as far as renaming it into place.
+        let leftover = dir.join("owners").join("12345-dead.lock");
+        File::create(&leftover).unwrap();
+        let unfinished = dir.join("owners").join(".12346-dead.new");
+        let file = File::create(&unfinished).unwrap();
+        file.set_modified(SystemTime::now() - 2 * UNFINISHED_OWNER_FILE_AGE)
+            .unwrap();
+        drop(file);
+        // And one of a live worker, which must stay.
+        let live = SqlitePendingSet::open(&dir).unwrap();
+        survivor.reap_dead_owners().unwrap();
+        assert!(!leftover.exists());
+        assert!(!unfinished.exists());
+        assert!(live.lock_path.exists());
+        assert!(survivor.lock_path.exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -731,6 +1311,40 @@ mod tests {
             .await
             .expect("woken");
         assert!(started.elapsed() < Duration::from_millis(100));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_made_by_an_older_version_gains_the_new_columns() {
+        let dir = temp_dir("migrate");
+        {
+            let old = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+            old.execute_batch(
+                "CREATE TABLE pending (
+                     sequence INTEGER PRIMARY KEY AUTOINCREMENT, installation INTEGER NOT NULL,
+                     repo TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,
+                     delivery_id TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                     not_before INTEGER, claimed_by TEXT, added_again INTEGER NOT NULL DEFAULT 0,
+                     UNIQUE (installation, repo, kind, target));
+                 CREATE TABLE redeliveries (guid TEXT PRIMARY KEY, requested_ms INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO pending (installation, repo, kind, target, delivery_id)
+                     VALUES (1, 'octo/repo', 'pull_request', '5', 'old');
+                 INSERT INTO redeliveries VALUES ('g', 1);",
+            )
+            .unwrap();
+        }
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let before = to_ms(SystemTime::now());
+        let claim = store
+            .claim(InstallationId(1), SystemTime::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(claim.item, pull(1, 5));
+        assert!(claim.received_at >= before, "unknown: counted from now");
+        assert_eq!(store.redelivery_record("g").unwrap().unwrap().requests, 1);
+        drop(store);
+        let reopened = SqlitePendingSet::open(&dir).unwrap();
+        assert_eq!(reopened.len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

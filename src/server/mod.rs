@@ -4,12 +4,19 @@
 
 mod connections;
 
+pub use connections::{
+    HANDLER_PATIENCE, MAX_READ_BUFFER, RESERVED_FILES, ReceiveDeadline, STOP_GRACE,
+    reserve_open_files,
+};
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::handler::Handler as _;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -18,24 +25,33 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::github::{GitHub, RetryPolicy};
-use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet};
-use crate::webhook;
-use crate::worker::{Stats, Worker};
+use crate::metrics::{self, Exporter};
+use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet, Store};
+use crate::webhook::{self, BodyBudget, RejectionLog};
+use crate::worker::{RetryRules, Stats, Worker};
 
 /// What every request handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub pending: Arc<dyn PendingSet>,
+    pub pending: Store,
     pub stats: Arc<Stats>,
     /// Set once shutdown begins, so that health checks steer traffic away.
     pub draining: Arc<AtomicBool>,
+    /// The bytes of request bodies this worker holds at once.
+    pub body_budget: Arc<BodyBudget>,
+    /// Refused requests, logged without letting senders flood the journal.
+    pub rejections: Arc<RejectionLog>,
 }
 
 /// The bot, assembled and ready to serve.
 pub struct Bot {
     state: AppState,
+    /// The set itself, for tests that look at it directly.
+    set: Arc<dyn PendingSet>,
     worker: Option<Arc<Worker>>,
+    /// This worker's `/metrics` endpoint, bound, when metrics are on.
+    metrics: Option<Exporter>,
 }
 
 impl Bot {
@@ -50,8 +66,11 @@ impl Bot {
     }
 
     /// Builds the bot around a given pending set.
-    pub fn with_pending(config: Config, pending: Arc<dyn PendingSet>) -> crate::Result<Bot> {
+    pub fn with_pending(config: Config, set: Arc<dyn PendingSet>) -> crate::Result<Bot> {
+        let pending = Store::spawn(Arc::clone(&set))?;
         let stats = Arc::new(Stats::default());
+        let metrics = config.metrics.as_ref().map(Exporter::bind).transpose()?;
+        metrics::worker(&config.worker);
         let worker = match &config.app {
             Some(app) => {
                 let github = GitHub::new(
@@ -60,32 +79,62 @@ impl Bot {
                     RetryPolicy::new(config.request_timeout),
                 )?;
                 Some(Worker::new(
-                    Arc::clone(&pending),
+                    pending.clone(),
                     github,
                     config.write_quota(),
                     config.ignored_bots.clone(),
                     Arc::clone(&stats),
+                    RetryRules::from_config(&config),
                 ))
             }
             None => None,
         };
         Ok(Bot {
             state: AppState {
+                body_budget: Arc::new(BodyBudget::new(config.limits.body_budget)),
                 config: Arc::new(config),
                 pending,
                 stats,
                 draining: Arc::default(),
+                rejections: Arc::default(),
             },
+            set,
             worker,
+            metrics,
         })
+    }
+
+    /// Where this worker serves its metrics, when it does.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(Exporter::local_addr)
     }
 
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.state.stats)
     }
 
-    pub fn pending(&self) -> Arc<dyn PendingSet> {
-        Arc::clone(&self.state.pending)
+    /// The async handle every store call goes through.
+    pub fn pending(&self) -> Store {
+        self.state.pending.clone()
+    }
+
+    /// The pending set itself; its calls may block, so only for tests and
+    /// tools, never on the runtime's threads of a serving process.
+    pub fn pending_set(&self) -> Arc<dyn PendingSet> {
+        Arc::clone(&self.set)
+    }
+
+    /// What the watchdog checks before each ping.
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            store: self.state.pending.clone(),
+            has_worker_loop: self.worker.is_some(),
+        }
+    }
+
+    /// The body budget, so that tests can watch what it holds.
+    pub fn body_budget(&self) -> Arc<BodyBudget> {
+        Arc::clone(&self.state.body_budget)
     }
 
     /// The HTTP routes: the webhook plus Probot's default routes.
@@ -95,12 +144,14 @@ impl Bot {
             .route("/ping", get(|| async { "PONG" }))
             .route("/probot", get(info_page))
             .route("/health", get(health));
+        let receive =
+            webhook::receive.layer(axum::middleware::from_fn(metrics::time_acknowledgement));
         let router = if webhook_path == "/" {
-            router.route("/", get(redirect_to_info).post(webhook::receive))
+            router.route("/", get(redirect_to_info).post(receive))
         } else {
             router
                 .route("/", get(redirect_to_info))
-                .route(webhook_path, post(webhook::receive))
+                .route(webhook_path, post(receive))
         };
         router
             .layer(DefaultBodyLimit::max(webhook::MAX_PAYLOAD_BYTES))
@@ -112,10 +163,16 @@ impl Bot {
 /// accepted request is answered and the queue is written or logged.
 pub async fn run(
     listener: TcpListener,
-    bot: Bot,
+    mut bot: Bot,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
     let router = bot.router();
+    // Metrics are served until the drain is over, so that it can be watched.
+    let stop_metrics = CancellationToken::new();
+    let metrics = bot
+        .metrics
+        .take()
+        .map(|exporter| tokio::spawn(exporter.serve(bot.pending(), stop_metrics.clone())));
     let stop_worker = CancellationToken::new();
     let worker = bot.worker.clone().map(|worker| {
         let stop = stop_worker.clone();
@@ -125,18 +182,44 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let draining = Arc::clone(&bot.state.draining);
     let signal = stop_accepting.clone();
+    // With a shared store the worker stops claiming at once: the other
+    // workers (or the next start) take what is left. A private store is
+    // drained, so its worker stops only once every connection is answered.
+    let stop_worker_at_once = bot.state.pending.is_shared().then(|| stop_worker.clone());
     tokio::spawn(async move {
         shutdown.await;
         draining.store(true, Ordering::Relaxed);
         tracing::info!("stopping: no new connections, answering those in hand");
         signal.cancel();
+        if let Some(stop_worker) = stop_worker_at_once {
+            stop_worker.cancel();
+        }
     });
-    connections::serve(listener, router, stop_accepting).await;
+    let rejections = Arc::clone(&bot.state.rejections);
+    let summaries = {
+        let rejections = Arc::clone(&rejections);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                rejections.flush_if_due();
+            }
+        })
+    };
+    let limits = bot.state.config.limits;
+    connections::serve(listener, router, limits, rejections, stop_accepting).await;
+    summaries.abort();
     stop_worker.cancel();
     if let Some(worker) = worker {
         worker
             .await
             .map_err(|e| anyhow::anyhow!("worker task: {e}"))?;
+    }
+    stop_metrics.cancel();
+    if let Some(metrics) = metrics {
+        metrics
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics task: {e}"))??;
     }
     Ok(())
 }
@@ -155,11 +238,18 @@ async fn redirect_to_info() -> Redirect {
     Redirect::to("/probot")
 }
 
+/// Answers from figures the store thread keeps: never waits for the store.
 async fn health(State(state): State<AppState>) -> Response {
+    let store = state.pending.health();
     let body = serde_json::json!({
         "status": if state.draining.load(Ordering::Relaxed) { "draining" } else { "ready" },
         "worker": state.config.worker,
-        "pending": state.pending.len(),
+        "pending": store.pending,
+        "store": {
+            "ok": !store.failing,
+            "errors": store.errors,
+            "last_error": store.last_error,
+        },
     });
     let status = if state.draining.load(Ordering::Relaxed) {
         StatusCode::SERVICE_UNAVAILABLE
@@ -167,6 +257,47 @@ async fn health(State(state): State<AppState>) -> Response {
         StatusCode::OK
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// Longest a single store call may run before the store thread counts as
+/// wedged: a call waits at most its busy timeout (2 s) per statement.
+pub const STORE_STALL: Duration = Duration::from_secs(15);
+
+/// Longest the worker loop may go without looking for work: it looks at
+/// least once a second, plus a slow store's busy timeout and back-off.
+pub const WORKER_LOOP_STALL: Duration = Duration::from_secs(20);
+
+/// Whether the parts a watchdog cannot see from the runtime make progress:
+/// the store thread finishes its calls, and the worker loop turns. (The
+/// runtime's own progress is the watchdog task running at all.)
+#[derive(Clone)]
+pub struct Liveness {
+    store: Store,
+    has_worker_loop: bool,
+}
+
+impl Liveness {
+    /// `Err` names what is stuck.
+    pub fn check(&self) -> Result<(), String> {
+        let health = self.store.health();
+        if let Some(busy) = health.busy_for.filter(|busy| *busy > STORE_STALL) {
+            return Err(format!(
+                "the store thread has been in one call for {busy:?}"
+            ));
+        }
+        if self.has_worker_loop && health.since_worker_poll > WORKER_LOOP_STALL {
+            return Err(format!(
+                "the worker loop has not looked for work for {:?}",
+                health.since_worker_poll
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store's health, for STATUS.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
 }
 
 fn html_escape(text: &str) -> String {

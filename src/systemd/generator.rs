@@ -15,6 +15,9 @@
 //!   `systemctl restart bot.target` stops the surplus workers (the restart
 //!   reaches every running worker through `PartOf=bot.target`; the ones whose
 //!   link is gone are stopped and skip their start again).
+//! - `bot@.service.d/50-restart-backoff.conf` when the running systemd is
+//!   254 or later: exponential restart back-off (`RestartSteps=`,
+//!   `RestartMaxDelaySec=`), which older versions would warn about.
 //! - `bot.socket.d/50-listen.conf` when `PORT` and/or `HOST` is set:
 //!   `ListenStream=` for the shared socket, which cannot read an
 //!   `EnvironmentFile=` itself.
@@ -325,7 +328,62 @@ pub fn generate(
         };
         report(&format!("{}: {problem}; {fallback}", config_path.display()));
     }
-    write_units(normal_dir, &plan, source)
+    write_units(normal_dir, &plan, source)?;
+    write_restart_backoff(normal_dir, running_systemd_version(), source)
+}
+
+/// The first systemd that knows `RestartSteps=` and `RestartMaxDelaySec=`;
+/// older ones warn about unknown keys, so the unit cannot carry them itself.
+pub const RESTART_BACKOFF_SINCE: u32 = 254;
+
+/// On systemd 254 and later, `bot@.service.d/50-restart-backoff.conf`: a
+/// crash-looping worker is retried with growing delays (2 s up to 60 s)
+/// instead of every 2 s. Older systemd gets no file, and no warning.
+pub fn write_restart_backoff(
+    normal_dir: &Path,
+    systemd_version: Option<u32>,
+    source: Option<&Path>,
+) -> anyhow::Result<()> {
+    if systemd_version.is_none_or(|version| version < RESTART_BACKOFF_SINCE) {
+        return Ok(());
+    }
+    let conf = format!(
+        "{}\
+         # systemd {RESTART_BACKOFF_SINCE}+: restart a failing worker after 2 s, then\n\
+         # longer and longer, at most 60 s apart.\n\
+         [Service]\n\
+         RestartSteps=5\n\
+         RestartMaxDelaySec=60s\n",
+        header(source)
+    );
+    write_file(
+        &normal_dir.join("bot@.service.d"),
+        "50-restart-backoff.conf",
+        &conf,
+    )
+}
+
+/// The version of the running systemd (PID 1), or of the installed one.
+fn running_systemd_version() -> Option<u32> {
+    ["/proc/1/exe", "systemctl"].iter().find_map(|program| {
+        let output = std::process::Command::new(program)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        parse_systemd_version(&String::from_utf8_lossy(&output.stdout))
+    })
+}
+
+/// `systemd 252 (252.39-1~deb12u2)` → 252.
+pub fn parse_systemd_version(text: &str) -> Option<u32> {
+    let first = text.lines().next()?;
+    let rest = first.strip_prefix("systemd ")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Writes the links and drop-ins for `plan` into `normal_dir`. Safe to call
@@ -801,5 +859,28 @@ mod tests {
     #[test]
     fn kernel_log_line_is_one_line() {
         assert_eq!(Line("a\nb").to_string(), "task-list-bot-generator: a b");
+    }
+
+    #[test]
+    fn restart_backoff_only_for_a_systemd_that_knows_it() {
+        assert_eq!(
+            parse_systemd_version("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT"),
+            Some(252)
+        );
+        assert_eq!(
+            parse_systemd_version("systemd 256~rc1 (256~rc1)"),
+            Some(256)
+        );
+        assert_eq!(parse_systemd_version("bash: no"), None);
+        let dir = std::env::temp_dir().join(format!("tlb-backoff-{}", std::process::id()));
+        let conf = dir.join("bot@.service.d/50-restart-backoff.conf");
+        for version in [None, Some(252), Some(253)] {
+            write_restart_backoff(&dir, version, None).unwrap();
+            assert!(!conf.exists(), "{version:?}");
+        }
+        write_restart_backoff(&dir, Some(254), None).unwrap();
+        let text = fs::read_to_string(&conf).unwrap();
+        assert!(text.contains("RestartSteps=5") && text.contains("RestartMaxDelaySec=60s"));
+        fs::remove_dir_all(dir).unwrap();
     }
 }

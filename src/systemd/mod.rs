@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sd_notify::NotifyState;
-use task_list_bot::pending::PendingSet;
+use task_list_bot::server::Liveness;
 use task_list_bot::worker::Stats;
 
 /// The listener systemd passed (LISTEN_FDS), or one bound to `host:port`.
@@ -96,9 +96,16 @@ pub fn notify_ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
-pub fn notify_stopping() {
+/// Tells systemd the worker is stopping, and that it may take up to
+/// `stop_time` (plus a margin): EXTEND_TIMEOUT_USEC lets a DRAIN_TIMEOUT
+/// longer than the unit's TimeoutStopSec= end in a clean exit, not SIGKILL.
+pub fn notify_stopping(stop_time: Duration) {
+    const MARGIN: Duration = Duration::from_secs(5);
+    // DRAIN_TIMEOUT is at most an hour, well inside u32 microseconds.
+    let extend = u32::try_from((stop_time + MARGIN).as_micros()).unwrap_or(u32::MAX);
     notify(&[
         NotifyState::Stopping,
+        NotifyState::ExtendTimeoutUsec(extend),
         NotifyState::Status("stopping: draining queued checks"),
     ]);
 }
@@ -109,23 +116,41 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
-/// Pings the watchdog at half of WATCHDOG_USEC, from a task on the tokio
-/// runtime: a stalled runtime stops the pings, and systemd restarts us.
-pub fn spawn_watchdog() {
+/// Pings the watchdog four times per WATCHDOG_USEC from a task on the tokio
+/// runtime, and only while [`Liveness::check`] finds the store thread and
+/// the worker loop making progress: a stalled runtime runs no ping, a
+/// wedged store or loop withholds it, and either way systemd restarts us.
+pub fn spawn_watchdog(liveness: Liveness) {
     let Some(timeout) = sd_notify::watchdog_enabled() else {
         return;
     };
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(timeout / 2);
+        let mut tick = tokio::time::interval(timeout / 4);
+        let mut stuck = false;
         loop {
             tick.tick().await;
-            notify(&[NotifyState::Watchdog]);
+            match liveness.check() {
+                Ok(()) => {
+                    if stuck {
+                        tracing::info!("progress again: watchdog pings resumed");
+                    }
+                    stuck = false;
+                    notify(&[NotifyState::Watchdog]);
+                }
+                Err(what) => {
+                    if !stuck {
+                        tracing::error!(what, "no progress: watchdog pings withheld");
+                    }
+                    stuck = true;
+                }
+            }
         }
     });
 }
 
-/// Keeps STATUS= current with the worker's live figures.
-pub fn spawn_status(stats: Arc<Stats>, pending: Arc<dyn PendingSet>) {
+/// Keeps STATUS= current with the worker's live figures and the store's
+/// health, all read from what is kept in memory: never waits for the store.
+pub fn spawn_status(stats: Arc<Stats>, liveness: Liveness) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -134,7 +159,8 @@ pub fn spawn_status(stats: Arc<Stats>, pending: Arc<dyn PendingSet>) {
         let mut last = String::new();
         loop {
             tick.tick().await;
-            let line = stats.status_line(pending.len());
+            let store = liveness.store().health();
+            let line = format!("{}, {}", stats.status_line(store.pending), store.summary());
             if line != last {
                 notify(&[NotifyState::Status(&line)]);
                 last = line;
@@ -143,9 +169,11 @@ pub fn spawn_status(stats: Arc<Stats>, pending: Arc<dyn PendingSet>) {
     });
 }
 
-/// A fault for the end-to-end tests, off unless
+/// A fault for the end-to-end tests, compiled only with the
+/// `fault-injection` feature (never into the package), off unless
 /// `TASK_LIST_BOT_FAULT=stall-runtime-after=SECS` is set: after SECS seconds
 /// every runtime thread blocks, as a deadlock would, so the watchdog fires.
+#[cfg(feature = "fault-injection")]
 pub fn spawn_test_fault(runtime_threads: usize) {
     let Ok(fault) = std::env::var("TASK_LIST_BOT_FAULT") else {
         return;

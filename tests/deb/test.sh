@@ -139,6 +139,7 @@ contents() {
         ./usr/share/man/man1/task-list-bot.1.gz \
         ./etc/default/task-list-bot \
         ./usr/share/doc/task-list-bot/copyright \
+        ./usr/share/doc/task-list-bot/grafana-dashboard.json \
         ./usr/share/doc/task-list-bot/changelog.Debian.gz; do
         grep -qxF -- "$path" <<<"$listing" || { echo "missing from the package: $path" | note; missing=1; }
     done
@@ -148,7 +149,7 @@ contents() {
     [[ $conffiles == /etc/default/task-list-bot ]] || missing=1
     return $missing
 }
-check "the package holds the binary, 5 units, the timer and generator links, man page, conffile, copyright, changelog" contents
+check "the package holds the binary, 5 units, the timer and generator links, man page, conffile, copyright, changelog, Grafana dashboard" contents
 
 # --- 2. without systemd --------------------------------------------------------
 

@@ -106,7 +106,7 @@ impl TestBot {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let stats = bot.stats();
-        let pending = bot.pending();
+        let pending = bot.pending_set();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(server::run(listener, bot, async {
             let _ = stopped.await;

@@ -5,4 +5,5 @@
 
 pub mod bot;
 pub mod fake_github;
+pub mod temp_dir;
 pub mod webhooks;

@@ -14,7 +14,7 @@
 //! named `fake_github`, e.g.:
 //!
 //! ```ignore
-//! #[path = "support/fake_github.rs"]
+//! #[path = "support/fake_github/mod.rs"]
 //! mod fake_github;
 //! #[path = "support/webhooks.rs"]
 //! mod webhooks;
@@ -291,6 +291,9 @@ pub fn merge_group_checks_requested(
 // Shared pieces
 // ---------------------------------------------------------------------------
 
+/// The account GitHub shows for deleted users where it must show one.
+pub const GHOST: &str = "ghost";
+
 /// Adds `repository`, `sender` and `installation`, as on every app delivery.
 fn envelope(
     fake: &FakeGitHub,
@@ -301,6 +304,13 @@ fn envelope(
 ) -> Webhook {
     let repository = repository(fake, full_name);
     let installation = resource(fake, full_name, Resource::Installation, "installation");
+    // The author of what the event is about may be a deleted account
+    // (`"user": null`); the sender is then GitHub's placeholder account.
+    let sender = if sender.is_null() {
+        fake.user_json(GHOST)
+    } else {
+        sender
+    };
     merge(
         &mut payload,
         json!({

@@ -1,5 +1,5 @@
-//! The fake GitHub's contents API: `GET /repos/{o}/{r}/contents/{path}`,
-//! for per-repository settings files.
+//! The contents API: `GET /repos/{o}/{r}/contents/{path}`, for
+//! per-repository settings files.
 //!
 //! What it models of GitHub:
 //!
@@ -10,30 +10,24 @@
 //!   text as the body; any other `Accept` gets the JSON object with
 //!   base64 `content`;
 //! * a strong `ETag` per file content, `If-None-Match` answered `304` with
-//!   no body, and a `304` not charged against the primary rate limit;
-//! * the App's permission ([`ContentsAccess`]): Contents read, Single file
-//!   (a list of paths), or none, `403 Resource not accessible by
-//!   integration` outside it. The default is Single file on
-//!   `.github/task-list-completed.yml`, what the README asks for.
-//!
-//! A child module of `fake_github.rs` (its handler, state and verbs live
-//! here; `fake_github.rs` holds only the wiring: the route, the model
-//! field, the rate-limit exemption and the raw body).
+//!   no body, and a `304` not charged against the primary rate limit (as
+//!   GitHub documents for conditional requests);
+//! * the App's permission: `contents` (any file), or `single_file` on the
+//!   paths set with [`FakeGitHub::set_contents_access`] (by default
+//!   `.github/task-list-completed.yml`), or neither: `403 Resource not
+//!   accessible by integration`.
 
-use std::collections::{BTreeMap, HashMap};
+use super::*;
 
 use base64::Engine as _;
-use http::StatusCode;
-use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::{Call, Caller, FakeGitHub, RecordedRequest, Reply, RepoPath, Route, repo_key};
-
-/// The settings path the default permission covers.
+/// The settings path the single-file permission covers unless a test says
+/// otherwise.
 pub const SETTINGS_PATH: &str = ".github/task-list-completed.yml";
 
 const RAW_MEDIA_TYPE: &str = "application/vnd.github.raw";
-const DOCS: &str = "https://docs.github.com/rest/repos/contents#get-repository-content";
+pub(super) const DOCS_CONTENTS: &str =
+    "https://docs.github.com/rest/repos/contents#get-repository-content";
 
 /// What an installation may read with the contents API.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,21 +40,12 @@ pub enum ContentsAccess {
     None,
 }
 
-impl ContentsAccess {
-    fn allows(&self, path: &str) -> bool {
-        match self {
-            ContentsAccess::Read => true,
-            ContentsAccess::SingleFile(paths) => paths.iter().any(|p| p == path),
-            ContentsAccess::None => false,
-        }
-    }
-}
-
-/// The contents model: files by (repository key, path), and permissions.
+/// The contents model: files by (repository key, path), and the paths of
+/// each installation's single-file permission.
 #[derive(Default)]
 pub(super) struct Contents {
     files: BTreeMap<(String, String), StoredFile>,
-    access: HashMap<u64, ContentsAccess>,
+    single_file_paths: HashMap<u64, Vec<String>>,
 }
 
 struct StoredFile {
@@ -68,12 +53,32 @@ struct StoredFile {
     etag: String,
 }
 
-impl Contents {
-    fn access(&self, installation_id: u64) -> ContentsAccess {
-        self.access
-            .get(&installation_id)
-            .cloned()
-            .unwrap_or_else(|| ContentsAccess::SingleFile(vec![SETTINGS_PATH.to_owned()]))
+impl Model {
+    /// Whether an installation may read `path` with the contents API.
+    fn may_read_contents(&self, installation_id: u64, path: &str) -> bool {
+        let granted = self.installation_permissions(installation_id);
+        let holds = |name: &str| {
+            granted
+                .get(name)
+                .is_some_and(|level| matches!(level.as_str(), "read" | "write" | "admin"))
+        };
+        if holds("contents") {
+            return true;
+        }
+        holds("single_file")
+            && self
+                .contents
+                .single_file_paths
+                .get(&installation_id)
+                .map_or(path == SETTINGS_PATH, |paths| {
+                    paths.iter().any(|p| p == path)
+                })
+    }
+
+    fn stored_file(&self, repo: &RepoPath, path: &str) -> Option<&StoredFile> {
+        let repo = repo.find(self)?;
+        let key = (repo_key(&repo.full_name()), path.to_owned());
+        self.contents.files.get(&key)
     }
 }
 
@@ -86,16 +91,15 @@ impl FakeGitHub {
             text: text.to_owned(),
             etag: format!("\"{}\"", &digest[..40]),
         };
-        let mut model = self.shared.model();
-        model.contents.files.insert(
+        self.shared.model().contents.files.insert(
             (repo_key(full_name), path.trim_matches('/').to_owned()),
             file,
         );
     }
 
     pub fn remove_file(&self, full_name: &str, path: &str) {
-        let mut model = self.shared.model();
-        model
+        self.shared
+            .model()
             .contents
             .files
             .remove(&(repo_key(full_name), path.trim_matches('/').to_owned()));
@@ -108,10 +112,29 @@ impl FakeGitHub {
         model.contents.files.get(&key).map(|f| f.etag.clone())
     }
 
-    /// Sets what an installation may read with the contents API.
+    /// Sets what an installation may read with the contents API (by
+    /// default: `contents: read`, as [`FakeGitHub::grant_permission`]
+    /// shows).
     pub fn set_contents_access(&self, installation_id: u64, access: ContentsAccess) {
         let mut model = self.shared.model();
-        model.contents.access.insert(installation_id, access);
+        let permissions = model.installation_permissions_mut(installation_id);
+        permissions.remove("contents");
+        permissions.remove("single_file");
+        match &access {
+            ContentsAccess::Read => {
+                permissions.insert("contents".into(), "read".into());
+            }
+            ContentsAccess::SingleFile(_) => {
+                permissions.insert("single_file".into(), "read".into());
+            }
+            ContentsAccess::None => {}
+        }
+        if let ContentsAccess::SingleFile(paths) = access {
+            model
+                .contents
+                .single_file_paths
+                .insert(installation_id, paths);
+        }
     }
 
     /// The contents requests received, in order.
@@ -123,20 +146,6 @@ impl FakeGitHub {
     }
 }
 
-/// `GET /repos/{o}/{r}/contents/{path...}` as a route.
-pub(super) fn route(repo: RepoPath, method: &str, rest: &[&str]) -> Option<Route> {
-    match (method, rest) {
-        ("GET", ["contents", path @ ..]) if !path.is_empty() => {
-            Some(Route::GetContents(repo, path.join("/")))
-        }
-        _ => None,
-    }
-}
-
-pub(super) fn docs() -> &'static str {
-    DOCS
-}
-
 /// The stored ETag matches the request's `If-None-Match`: the answer will
 /// be a 304, which GitHub does not count against the rate limit.
 pub(super) fn not_modified(call: &Call<'_>, route: &Route) -> bool {
@@ -144,14 +153,8 @@ pub(super) fn not_modified(call: &Call<'_>, route: &Route) -> bool {
         return false;
     };
     let model = call.shared.model();
-    let Some(repo) = repo.find(&model) else {
-        return false;
-    };
-    let key = (repo_key(&repo.full_name()), path.clone());
     model
-        .contents
-        .files
-        .get(&key)
+        .stored_file(repo, path)
         .is_some_and(|file| etag_matches(call, &file.etag))
 }
 
@@ -169,31 +172,27 @@ fn etag_matches(call: &Call<'_>, etag: &str) -> bool {
         .any(|tag| tag.trim() == "*" || bare(tag) == bare(etag))
 }
 
-/// The handler. Repository visibility was checked by the caller (404).
-pub(super) fn get(call: &Call<'_>, repo: &RepoPath, path: &str, caller: &Caller) -> Reply {
+/// The handler. Repository visibility was checked by the route (404).
+pub(super) fn get_contents(call: &Call<'_>, repo: &RepoPath, path: &str, caller: &Caller) -> Reply {
     let model = call.shared.model();
     if let Caller::Installation { id, .. } = caller {
-        if !model.contents.access(*id).allows(path) {
+        if !model.may_read_contents(*id, path) {
             return Reply::error(
                 StatusCode::FORBIDDEN,
-                "Resource not accessible by integration",
-                DOCS,
+                MSG_NOT_ACCESSIBLE_BY_INTEGRATION,
+                DOCS_CONTENTS,
             );
         }
     }
-    let Some(repo) = repo.find(&model) else {
-        return Reply::not_found(DOCS);
+    let Some(found) = repo.find(&model) else {
+        return Reply::not_found(DOCS_CONTENTS);
     };
-    let full_name = repo.full_name();
-    let Some(file) = model
-        .contents
-        .files
-        .get(&(repo_key(&full_name), path.to_owned()))
-    else {
-        return Reply::not_found(DOCS);
+    let full_name = found.full_name();
+    let Some(file) = model.stored_file(repo, path) else {
+        return Reply::not_found(DOCS_CONTENTS);
     };
     if etag_matches(call, &file.etag) {
-        return Reply::json(StatusCode::NOT_MODIFIED, json!(null)).header("etag", &file.etag);
+        return Reply::json(StatusCode::NOT_MODIFIED, Value::Null).header("etag", &file.etag);
     }
     let raw = call
         .headers
@@ -206,6 +205,11 @@ pub(super) fn get(call: &Call<'_>, repo: &RepoPath, path: &str, caller: &Caller)
             .header("content-type", format!("{RAW_MEDIA_TYPE}; charset=utf-8"));
     }
     let name = path.rsplit('/').next().unwrap_or(path);
+    let sha = file.etag.trim_matches('"');
+    let api = format!("{}/repos/{full_name}/contents/{path}", call.urls.api);
+    let git = format!("{}/repos/{full_name}/git/blobs/{sha}", call.urls.api);
+    let html = format!("{}/{full_name}/blob/main/{path}", call.urls.web);
+    let download = format!("{}/{full_name}/raw/main/{path}", call.urls.web);
     let body = json!({
         "type": "file",
         "encoding": "base64",
@@ -213,7 +217,12 @@ pub(super) fn get(call: &Call<'_>, repo: &RepoPath, path: &str, caller: &Caller)
         "name": name,
         "path": path,
         "content": base64::engine::general_purpose::STANDARD.encode(&file.text),
-        "sha": file.etag.trim_matches('"'),
+        "sha": sha,
+        "url": api,
+        "git_url": git,
+        "html_url": html,
+        "download_url": download,
+        "_links": { "self": api, "git": git, "html": html },
     });
     Reply::json(StatusCode::OK, body).header("etag", format!("W/{}", file.etag))
 }

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Fuzz every cargo-fuzz target in fuzz/ for a while; fail on any crash,
+# hang or runaway memory use.
+#
+#   tests/fuzz/run.sh [--seconds N] [--sanitizer address|none] [--toolchain NAME]
+#
+# --seconds     how long each target runs (default 180)
+# --sanitizer   address (default) or none; leak, memory and thread need
+#               a nightly toolchain's std and are not offered
+# --toolchain   the rustup toolchain to build with (default stable: CI has
+#               only stable, so this runs what CI runs)
+#
+# Works on the stable toolchain: cargo-fuzz's instrumentation flags are
+# stable codegen options, and the address sanitizer's runtime ships with
+# stable's std; only its -Zsanitizer flag is unstable, which
+# RUSTC_BOOTSTRAP=1 admits. Installs cargo-fuzz when it is missing.
+#
+# Each target starts from fuzz/seeds/TARGET (inputs made from the project's
+# test fixtures; see fuzz/README.md) and, for the task-list target, every
+# markdown file of the repository, and keeps what it learns in
+# fuzz/corpus/TARGET (not committed). A failing input is saved under
+# fuzz/artifacts/TARGET/; the script prints how to replay it. Every input
+# that ever failed belongs in the normal test suite as a regression test.
+
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$REPO"
+
+SECONDS_EACH=180
+SANITIZER=address
+TOOLCHAIN=stable
+while (($#)); do
+    case $1 in
+        --seconds) SECONDS_EACH=$2; shift 2 ;;
+        --sanitizer) SANITIZER=$2; shift 2 ;;
+        --toolchain) TOOLCHAIN=$2; shift 2 ;;
+        -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+[[ $SECONDS_EACH =~ ^[1-9][0-9]*$ ]] || { echo "--seconds takes a positive number" >&2; exit 2; }
+case $SANITIZER in
+    address | none) ;;
+    *) echo "--sanitizer: address or none (others need a nightly std)" >&2; exit 2 ;;
+esac
+
+# Which toolchain builds the targets: rustup's +NAME where rustup exists.
+CARGO=(cargo)
+if command -v rustup >/dev/null 2>&1; then
+    CARGO=(cargo "+$TOOLCHAIN")
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "=== installing cargo-fuzz"
+    cargo install --locked cargo-fuzz
+fi
+
+# The address sanitizer flag is still unstable; its runtime is in stable's std.
+export RUSTC_BOOTSTRAP=1
+
+# Per-target libFuzzer options. -timeout: one input taking longer is a hang.
+# -rss_limit_mb: a parser that balloons is a failure too. -max_len: webhook
+# payloads are tens of kilobytes; markdown is amplified by the target itself.
+declare -A MAX_LEN=([webhook]=65536 [tasklist]=16384)
+LIBFUZZER_OPTIONS=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
+
+echo "=== building the fuzz targets (${CARGO[*]} fuzz, sanitizer $SANITIZER)"
+"${CARGO[@]}" fuzz build --sanitizer "$SANITIZER"
+
+mapfile -t TARGETS < <("${CARGO[@]}" fuzz list)
+((${#TARGETS[@]} > 0)) || { echo "no fuzz targets in fuzz/" >&2; exit 1; }
+
+STAMP=$(mktemp)
+trap 'rm -f "$STAMP"' EXIT
+
+failed=()
+for target in "${TARGETS[@]}"; do
+    corpus=$REPO/fuzz/corpus/$target
+    artifacts=$REPO/fuzz/artifacts/$target
+    mkdir -p "$corpus" "$artifacts"
+    if [[ $target == tasklist ]]; then
+        # Real markdown of this project: the README, the pull request
+        # template and the rest.
+        git ls-files -z '*.md' | while IFS= read -r -d '' file; do
+            cp "$file" "$corpus/fixture-$(printf '%s' "$file" | tr '/' '-')"
+        done
+    fi
+    touch "$STAMP"
+    echo "=== fuzzing $target for ${SECONDS_EACH}s"
+    status=0
+    "${CARGO[@]}" fuzz run --sanitizer "$SANITIZER" "$target" "$corpus" "$REPO/fuzz/seeds/$target" -- \
+        "${LIBFUZZER_OPTIONS[@]}" -max_len="${MAX_LEN[$target]:-65536}" \
+        -max_total_time="$SECONDS_EACH" -artifact_prefix="$artifacts/" || status=$?
+    found=$(find "$artifacts" -type f -newer "$STAMP")
+    if ((status != 0)) || [[ -n $found ]]; then
+        failed+=("$target")
+        echo "!!! $target failed (exit $status). Inputs that failed:" >&2
+        printf '    %s\n' $found >&2
+        echo "    replay: ${CARGO[*]} fuzz run --sanitizer $SANITIZER $target fuzz/artifacts/$target/<file>" >&2
+        echo "    shrink: ${CARGO[*]} fuzz tmin --sanitizer $SANITIZER $target fuzz/artifacts/$target/<file>" >&2
+    fi
+done
+
+if ((${#failed[@]})); then
+    echo "fuzzing failed: ${failed[*]}" >&2
+    exit 1
+fi
+echo "fuzzing passed: ${TARGETS[*]}, ${SECONDS_EACH}s each"
