@@ -138,7 +138,7 @@ impl<'a> TaskSources<'a> {
 /// The body of `POST /repos/{owner}/{repo}/check-runs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckRunRequest {
-    pub name: &'static str,
+    pub name: String,
     pub head_sha: String,
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,19 +153,75 @@ pub struct CheckRunRequest {
 impl CheckRunRequest {
     /// In progress while required tasks remain, a success once none do.
     pub fn for_tasks(head_sha: &str, tasks: &TaskList, now: DateTime<Utc>) -> CheckRunRequest {
+        CheckRunRequest::for_tasks_with(head_sha, tasks, now, CHECK_NAME, ("in_progress", None))
+    }
+
+    /// A repository's check: named `name`, with `incomplete` (a `status`
+    /// and `conclusion`) while required tasks remain, and a success once
+    /// none do.
+    pub fn for_tasks_with(
+        head_sha: &str,
+        tasks: &TaskList,
+        now: DateTime<Utc>,
+        name: &str,
+        incomplete: (&'static str, Option<&'static str>),
+    ) -> CheckRunRequest {
         let output = tasks.render();
         if tasks.is_complete() {
-            return CheckRunRequest::success(head_sha, output, now);
+            let mut success = CheckRunRequest::success(head_sha, output, now);
+            success.name = name.to_owned();
+            return success;
         }
+        let (status, conclusion) = incomplete;
+        let completed = status == "completed";
         CheckRunRequest {
-            name: CHECK_NAME,
+            name: name.to_owned(),
             head_sha: head_sha.to_owned(),
-            status: "in_progress",
-            conclusion: None,
-            started_at: Some(timestamp(now)),
-            completed_at: None,
+            status,
+            conclusion,
+            started_at: (!completed).then(|| timestamp(now)),
+            completed_at: completed.then(|| timestamp(now)),
             output,
         }
+    }
+
+    /// Completes, as neutral, a check left in progress on a commit that is
+    /// no longer the head of an open pull request, so that it does not
+    /// stay "in progress" forever. `why` is the title's reason: "superseded
+    /// by a newer commit", "pull request closed", "pull request merged".
+    pub fn retired(head_sha: &str, name: &str, why: &str, now: DateTime<Utc>) -> CheckRunRequest {
+        CheckRunRequest {
+            name: name.to_owned(),
+            head_sha: head_sha.to_owned(),
+            status: "completed",
+            conclusion: Some("neutral"),
+            started_at: None,
+            completed_at: Some(timestamp(now)),
+            output: CheckOutput {
+                title: format!("Not checked: {why}"),
+                summary: format!(
+                    "This check was in progress when it stopped applying ({why}); it is completed so that it is not left in progress."
+                ),
+                text: String::new(),
+            },
+        }
+    }
+
+    /// Puts `report` (markdown) before the output's text, keeping the text
+    /// within GitHub's limit by cutting the end of the old text.
+    pub fn prepend_text(&mut self, report: &str) {
+        if report.is_empty() {
+            return;
+        }
+        let mut text = format!("{report}\n{}", self.output.text);
+        if text.len() > crate::tasklist::MAX_OUTPUT_BYTES {
+            let mut cut = crate::tasklist::MAX_OUTPUT_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        self.output.text = text;
     }
 
     /// The immediate success for a merge queue's merge commit.
@@ -180,7 +236,7 @@ impl CheckRunRequest {
 
     fn success(head_sha: &str, output: CheckOutput, now: DateTime<Utc>) -> CheckRunRequest {
         CheckRunRequest {
-            name: CHECK_NAME,
+            name: CHECK_NAME.to_owned(),
             head_sha: head_sha.to_owned(),
             status: "completed",
             conclusion: Some("success"),
@@ -276,6 +332,7 @@ mod tests {
         PullRequestState {
             pull: crate::github::PullRequest {
                 number: 1,
+                created_at: None,
                 state: "open".into(),
                 merged: false,
                 body: Some("- [ ] body".into()),
@@ -340,6 +397,48 @@ mod tests {
         assert_eq!(json["conclusion"], "success");
         assert_eq!(json["completed_at"], "2026-01-02T03:04:05Z");
         assert!(json.get("started_at").is_none());
+    }
+
+    #[test]
+    fn a_repository_names_its_check_and_what_it_says_while_tasks_remain() {
+        let open = TaskList::parse("- [ ] a");
+        let failing = CheckRunRequest::for_tasks_with(
+            "abc",
+            &open,
+            now(),
+            "tasks",
+            ("completed", Some("failure")),
+        );
+        let json = serde_json::to_value(&failing).unwrap();
+        assert_eq!(json["name"], "tasks");
+        assert_eq!(json["status"], "completed");
+        assert_eq!(json["conclusion"], "failure");
+        assert_eq!(json["completed_at"], "2026-01-02T03:04:05Z");
+        assert!(json.get("started_at").is_none());
+        let done = TaskList::parse("- [x] a");
+        let json = serde_json::to_value(CheckRunRequest::for_tasks_with(
+            "abc",
+            &done,
+            now(),
+            "tasks",
+            ("completed", Some("failure")),
+        ))
+        .unwrap();
+        assert_eq!(
+            (&json["name"], &json["conclusion"]),
+            (&"tasks".into(), &"success".into())
+        );
+
+        let retired = CheckRunRequest::retired("abc", "tasks", "pull request closed", now());
+        assert_eq!(retired.status, "completed");
+        assert_eq!(retired.conclusion, Some("neutral"));
+        assert_eq!(retired.output.title, "Not checked: pull request closed");
+
+        let mut long = CheckRunRequest::for_tasks("abc", &open, now());
+        long.output.text = "x".repeat(crate::tasklist::MAX_OUTPUT_BYTES);
+        long.prepend_text("## Settings not applied");
+        assert!(long.output.text.starts_with("## Settings not applied\n"));
+        assert_eq!(long.output.text.len(), crate::tasklist::MAX_OUTPUT_BYTES);
     }
 
     #[test]

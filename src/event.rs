@@ -14,6 +14,16 @@ pub enum Event {
         pull: PullRequestRef,
         /// What the payload itself says, used only in dry-run mode.
         snapshot: PayloadSnapshot,
+        /// On `synchronize`: the head commit the pull request had before
+        /// (`before`), whose check the new head supersedes.
+        superseded_head: Option<String>,
+    },
+    /// A pull request was closed (merged or not): a check the bot left in
+    /// progress on its head commit is completed.
+    PullRequestClosed {
+        pull: PullRequestRef,
+        head_sha: String,
+        merged: bool,
     },
     /// A merge queue wants checks on a merge commit: the tasks were verified
     /// before the pull request entered the queue.
@@ -83,6 +93,7 @@ impl Event {
                     });
                 }
                 Ok(Event::PullRequestChanged {
+                    superseded_head: None,
                     pull: PullRequestRef {
                         installation,
                         repo: p.repository.name(),
@@ -102,16 +113,29 @@ impl Event {
             }
             _ => {
                 let p: PullRequestPayload = serde_json::from_slice(payload).map_err(fail)?;
+                let pull = PullRequestRef {
+                    installation,
+                    repo: p.repository.name(),
+                    number: PullNumber(p.pull_request.number),
+                };
+                if event_name == "pull_request" && action == "closed" {
+                    return Ok(Event::PullRequestClosed {
+                        pull,
+                        head_sha: p.pull_request.head.sha,
+                        merged: p.pull_request.merged.unwrap_or(false),
+                    });
+                }
+                let superseded_head = p
+                    .before
+                    .filter(|before| action == "synchronize" && *before != p.pull_request.head.sha)
+                    .filter(|before| before.bytes().any(|b| b != b'0'));
                 let mut discussion = Vec::new();
                 for item in [p.review, p.comment].into_iter().flatten() {
                     discussion.push((item.user.login, item.body.unwrap_or_default()));
                 }
                 Ok(Event::PullRequestChanged {
-                    pull: PullRequestRef {
-                        installation,
-                        repo: p.repository.name(),
-                        number: PullNumber(p.pull_request.number),
-                    },
+                    pull,
+                    superseded_head,
                     snapshot: PayloadSnapshot {
                         head_sha: Some(p.pull_request.head.sha),
                         author: p.pull_request.user.login,
@@ -205,10 +229,14 @@ impl Push {
 }
 
 /// The events and actions the old app reacted to, plus comment and review
-/// edits and deletions, which change tasks just as much.
+/// edits and deletions, which change tasks just as much, and `closed`,
+/// which ends the pull request's check.
 fn is_handled(event: &str, action: &str) -> bool {
     match event {
-        "pull_request" => matches!(action, "opened" | "edited" | "synchronize" | "reopened"),
+        "pull_request" => matches!(
+            action,
+            "opened" | "edited" | "synchronize" | "reopened" | "closed"
+        ),
         "issue_comment" => matches!(action, "created" | "edited" | "deleted"),
         "pull_request_review" => matches!(action, "submitted" | "edited" | "dismissed"),
         "pull_request_review_comment" => matches!(action, "created" | "edited" | "deleted"),
@@ -253,6 +281,8 @@ struct Authored {
 #[derive(Deserialize)]
 struct PullRequestPayload {
     repository: Repository,
+    /// `synchronize` only: the head commit before the push.
+    before: Option<String>,
     pull_request: PullRequest,
     review: Option<Authored>,
     comment: Option<Authored>,
@@ -261,6 +291,7 @@ struct PullRequestPayload {
 #[derive(Deserialize)]
 struct PullRequest {
     number: u64,
+    merged: Option<bool>,
     body: Option<String>,
     user: User,
     head: Head,
@@ -365,7 +396,7 @@ mod tests {
     fn pull_request_actions_that_change_tasks_recompute() {
         for action in ["opened", "edited", "synchronize", "reopened"] {
             let event = decode("pull_request", &pull_request_payload(action));
-            let Event::PullRequestChanged { pull, snapshot } = event else {
+            let Event::PullRequestChanged { pull, snapshot, .. } = event else {
                 panic!("{action}: {event:?}");
             };
             assert_eq!(pull.installation, InstallationId(9));
@@ -374,12 +405,47 @@ mod tests {
             assert_eq!(snapshot.head_sha.as_deref(), Some("abc123"));
             assert_eq!(snapshot.body.as_deref(), Some("- [ ] a"));
         }
-        for action in ["closed", "labeled", "assigned"] {
+        for action in ["labeled", "assigned"] {
             assert!(matches!(
                 decode("pull_request", &pull_request_payload(action)),
                 Event::Ignored { .. }
             ));
         }
+    }
+
+    #[test]
+    fn a_new_head_supersedes_the_old_one_and_closing_ends_the_check() {
+        let mut payload = pull_request_payload("synchronize");
+        payload["before"] = json!("old123");
+        let Event::PullRequestChanged {
+            superseded_head, ..
+        } = decode("pull_request", &payload)
+        else {
+            panic!()
+        };
+        assert_eq!(superseded_head.as_deref(), Some("old123"));
+        payload["before"] = json!("0000000000000000000000000000000000000000");
+        assert!(matches!(
+            decode("pull_request", &payload),
+            Event::PullRequestChanged {
+                superseded_head: None,
+                ..
+            }
+        ));
+        let mut closed = pull_request_payload("closed");
+        closed["pull_request"]["merged"] = json!(true);
+        assert_eq!(
+            decode("pull_request", &closed),
+            Event::PullRequestClosed {
+                pull: PullRequestRef {
+                    installation: InstallationId(9),
+                    repo: RepoName("octo/repo".into()),
+                    number: PullNumber(7),
+                },
+                head_sha: "abc123".into(),
+                merged: true,
+            }
+        );
     }
 
     #[test]

@@ -827,6 +827,10 @@ fn says_secondary_rate_limit(message: &str) -> bool {
 pub struct PullRequest {
     pub number: u64,
     pub state: String,
+    /// When the pull request was opened (ISO 8601), for
+    /// `first_check_delay`; absent from older fixtures.
+    #[serde(default)]
+    pub created_at: Option<String>,
     #[serde(default)]
     pub merged: bool,
     pub body: Option<String>,
