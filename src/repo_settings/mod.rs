@@ -73,8 +73,14 @@ settings: the check uses the defaults and lists the errors.
   check_name: task-list-completed   # non-empty, one line, at most 255 bytes
   _extends: .github              # repo, owner/repo or owner/repo:path/file.yml
 
+A broken file: the check uses the defaults and its text lists each error
+(file:line:column: key: what is wrong).
+
 The App needs read access to the file (Single file: .github/task-list-completed.yml,
-or Contents: read) and the push event, which refreshes the settings at once.";
+or Contents: read); without it every repository gets the defaults. Settings
+are kept 5 minutes per worker, then revalidated with the file's ETag (a 304
+costs no rate limit). With Contents: read the App can also get the push
+event, which refreshes them at once (task-list-bot setup --push-events).";
 
 /// The longest `first_check_delay` a repository may ask for: the pull
 /// request has no check at all meanwhile.
