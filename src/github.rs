@@ -664,7 +664,15 @@ impl Requester {
                     body,
                 })
             };
-            let failure = match tokio::time::timeout(self.policy.timeout, attempt).await {
+            let started = std::time::Instant::now();
+            let outcome = tokio::time::timeout(self.policy.timeout, attempt).await;
+            let status = match &outcome {
+                Ok(Ok(answer)) => crate::metrics::RequestStatus::Answered(answer.status.as_u16()),
+                Ok(Err(_)) => crate::metrics::RequestStatus::Unreachable,
+                Err(_) => crate::metrics::RequestStatus::Timeout,
+            };
+            crate::metrics::github_request(&Method::GET, path, status, started.elapsed());
+            let failure = match outcome {
                 Ok(Ok(answer))
                     if answer.status.is_success() || answer.status == StatusCode::NOT_MODIFIED =>
                 {

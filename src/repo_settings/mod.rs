@@ -79,8 +79,10 @@ A broken file: the check uses the defaults and its text lists each error
 The App needs read access to the file (Single file: .github/task-list-completed.yml,
 or Contents: read); without it every repository gets the defaults. Settings
 are kept 5 minutes per worker, then revalidated with the file's ETag (a 304
-costs no rate limit). With Contents: read the App can also get the push
-event, which refreshes them at once (task-list-bot setup --push-events).";
+costs no rate limit).
+
+The push event refreshes them at once; GitHub sends it only to Apps with
+Contents: read (task-list-bot setup --push-events).";
 
 /// The longest `first_check_delay` a repository may ask for: the pull
 /// request has no check at all meanwhile.
