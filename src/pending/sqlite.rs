@@ -980,6 +980,37 @@ mod tests {
     }
 
     #[test]
+    fn a_retirement_is_stored_and_claimed_back_whole() {
+        let dir = temp_dir("retire");
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let retire = |reason, sha: &str| WorkItem::Retire {
+            pull: PullRequestRef {
+                installation: InstallationId(3),
+                repo: RepoName("octo/repo".into()),
+                number: PullNumber(12),
+            },
+            head_sha: sha.into(),
+            reason,
+        };
+        let superseded = retire(Retirement::Superseded, "aaaa");
+        assert_eq!(store.add(superseded.clone(), "d1/1").unwrap(), Added::New);
+        assert_eq!(
+            store.add(superseded.clone(), "d2/1").unwrap(),
+            Added::Coalesced
+        );
+        assert_eq!(
+            store.add(retire(Retirement::Merged, "aaaa"), "d3").unwrap(),
+            Added::New
+        );
+        let now = SystemTime::now();
+        let first = store.claim(InstallationId(3), now).unwrap().unwrap();
+        assert_eq!(first.item, superseded);
+        let second = store.claim(InstallationId(3), now).unwrap().unwrap();
+        assert_eq!(second.item, retire(Retirement::Merged, "aaaa"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn two_processes_share_one_set_and_never_claim_the_same_item() {
         let dir = temp_dir("share");
         let a = SqlitePendingSet::open(&dir).unwrap();
