@@ -4,6 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::event::PayloadSnapshot;
 use crate::github::PullRequestState;
 use crate::tasklist::{CheckOutput, Markers, TaskList};
 
@@ -66,6 +67,20 @@ pub struct TaskSources<'a> {
 }
 
 impl<'a> TaskSources<'a> {
+    /// What a delivery's payload alone shows: the pull request's body and
+    /// the comment or review that triggered it (dry runs, `receive`).
+    pub fn from_snapshot(snapshot: &'a PayloadSnapshot) -> TaskSources<'a> {
+        TaskSources {
+            author: &snapshot.author,
+            body: snapshot.body.as_deref(),
+            discussion: snapshot
+                .discussion
+                .iter()
+                .map(|(author, body)| (author.as_str(), body.as_str()))
+                .collect(),
+        }
+    }
+
     pub fn from_state(state: &'a PullRequestState) -> TaskSources<'a> {
         let discussion = state
             .issue_comments

@@ -11,6 +11,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
+/// The back-off after an item's first failure while GitHub fails.
+pub const FIRST_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 /// The longest back-off between two tries of an item while GitHub fails.
 pub const RETRY_BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
 
@@ -176,6 +178,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How long an item is retried through transient failures ([`RETRY_FOR`](Settings::retry_for)).
     pub retry_for: Duration,
+    /// The back-off after an item's first failure, doubled on each further
+    /// one; not a setting (tests shorten it).
+    pub first_retry_backoff: Duration,
     /// The longest back-off between retries of an item; not a setting
     /// (tests shorten it).
     pub retry_backoff_cap: Duration,
@@ -320,6 +325,7 @@ impl Config {
             request_timeout,
             drain_timeout,
             retry_for,
+            first_retry_backoff: FIRST_RETRY_BACKOFF,
             retry_backoff_cap: RETRY_BACKOFF_CAP,
             min_secondary_pause: MIN_SECONDARY_PAUSE,
             limits,

@@ -127,15 +127,7 @@ fn check_from_snapshot(
     ignored_bots: &[String],
     now: chrono::DateTime<chrono::Utc>,
 ) -> CheckRunRequest {
-    let sources = TaskSources {
-        author: &snapshot.author,
-        body: snapshot.body.as_deref(),
-        discussion: snapshot
-            .discussion
-            .iter()
-            .map(|(author, body)| (author.as_str(), body.as_str()))
-            .collect(),
-    };
+    let sources = TaskSources::from_snapshot(snapshot);
     let tasks = sources.tasks(ignored_bots);
     let head_sha = snapshot
         .head_sha

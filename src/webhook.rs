@@ -760,15 +760,7 @@ fn log_received(delivery: &Delivery, event: &Event) {
 
 /// Dry-run mode: the check that the payload alone implies, logged as JSON.
 fn dry_run(state: &AppState, delivery: &Delivery, pull: &str, snapshot: &PayloadSnapshot) {
-    let sources = TaskSources {
-        author: &snapshot.author,
-        body: snapshot.body.as_deref(),
-        discussion: snapshot
-            .discussion
-            .iter()
-            .map(|(author, body)| (author.as_str(), body.as_str()))
-            .collect(),
-    };
+    let sources = TaskSources::from_snapshot(snapshot);
     let tasks = sources.tasks(&state.config.ignored_bots);
     let head_sha = snapshot
         .head_sha

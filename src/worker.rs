@@ -63,7 +63,7 @@ impl RetryRules {
     pub fn from_config(config: &Config) -> RetryRules {
         RetryRules {
             retry_for: config.retry_for,
-            first_backoff: Duration::from_secs(2),
+            first_backoff: config.first_retry_backoff,
             backoff_cap: config.retry_backoff_cap,
             min_secondary_pause: config.min_secondary_pause,
             max_secondary_pause: MAX_SECONDARY_PAUSE,

@@ -74,17 +74,18 @@ fn check_run_posts(bot: &TestBot) -> Vec<support::fake_github::RecordedRequest> 
         .collect()
 }
 
-/// GitHub answers 502 to everything for longer than the old bot's give-up
-/// (about 30 s) and across several back-off doublings, while pull requests
-/// of three installations wait. Afterwards every check is written, nothing
-/// was dropped, and during the outage each installation sent a bounded
-/// number of requests: one item probes, the others wait.
+/// GitHub answers 502 to everything across several back-off doublings
+/// (on a shortened clock: back-offs from 0.5 s, capped at 2 s), while pull
+/// requests of three installations wait. Afterwards every check is
+/// written, nothing was dropped, and during the outage each installation
+/// sent a bounded number of requests: one item probes, the others wait.
 #[tokio::test]
 async fn a_long_outage_loses_nothing_and_makes_few_requests() {
-    const OUTAGE: Duration = Duration::from_secs(40);
+    const OUTAGE: Duration = Duration::from_secs(10);
     let bot = start(|config| {
-        // 2 s, 4 s, then 8 s: three doublings within the outage.
-        config.retry_backoff_cap = Duration::from_secs(8);
+        // 0.5 s, 1 s, then 2 s: three doublings within the outage.
+        config.first_retry_backoff = Duration::from_millis(500);
+        config.retry_backoff_cap = Duration::from_secs(2);
     })
     .await;
     let repos = [(11, "one/repo"), (12, "two/repo"), (13, "three/repo")];
@@ -125,9 +126,9 @@ async fn a_long_outage_loses_nothing_and_makes_few_requests() {
         .into_iter()
         .filter(|r| r.status == 502)
         .collect::<Vec<_>>();
-    // Per installation: probes at most every 1.5 s, 3 s, then 6 s (the
-    // back-offs less their jitter), about nine in 40 s, each tried at most
-    // four times at once. Twelve items each retrying alone would send
+    // Per installation: probes at most every 0.375 s, 0.75 s, then 1.5 s
+    // (the back-offs less their jitter), about eight in 10 s, each tried at
+    // most four times at once. Twelve items each retrying alone would send
     // several times that.
     let bound_per_installation = 12 * 4;
     assert!(!failed.is_empty(), "the outage was seen");
@@ -147,7 +148,11 @@ async fn a_long_outage_loses_nothing_and_makes_few_requests() {
 /// given up with that cause, shown in the status line, and no sooner.
 #[tokio::test]
 async fn an_item_is_given_up_only_after_retry_for() {
-    let bot = start(|config| config.retry_for = Duration::from_secs(5)).await;
+    let bot = start(|config| {
+        config.first_retry_backoff = Duration::from_millis(500);
+        config.retry_for = Duration::from_millis(500);
+    })
+    .await;
     seed(&bot.github, 1, "octo/a", 1..=1);
     bot.github.outage(Scope::All, 503, None);
     let began = Instant::now();
@@ -157,12 +162,15 @@ async fn an_item_is_given_up_only_after_retry_for() {
         bot.stats.dropped.load(Ordering::Relaxed) == 1
     })
     .await;
-    // Back-offs of about 2 s and 4 s: given up at the third failure.
+    // A back-off of 0.5 s, less at most a quarter of jitter: given up at
+    // the second failure, not at the first. Each failure is a request
+    // tried four times.
     assert!(
-        began.elapsed() >= Duration::from_secs(4),
+        began.elapsed() >= Duration::from_millis(375),
         "{:?}",
         began.elapsed()
     );
+    assert_eq!(requests_answered(&bot, 503), 2 * 4, "two failed attempts");
     let status = bot.stats.status_line(0);
     assert!(
         status.contains("GitHub kept failing for RETRY_FOR"),
@@ -173,12 +181,12 @@ async fn an_item_is_given_up_only_after_retry_for() {
 }
 
 /// A secondary rate limit answered with `status` and no `Retry-After` for
-/// 30 s on every check-run creation: the bot pauses the installation
-/// (here from 5 s, doubling) instead of hammering, and writes every check
+/// 8 s on every check-run creation: the bot pauses the installation
+/// (here from 1.25 s, doubling) instead of hammering, and writes every check
 /// once the limit is over.
 async fn a_headerless_secondary_limit_pauses_writes(status: u16) {
-    const LIMIT: Duration = Duration::from_secs(30);
-    let bot = start(|config| config.min_secondary_pause = Duration::from_secs(5)).await;
+    const LIMIT: Duration = Duration::from_secs(8);
+    let bot = start(|config| config.min_secondary_pause = Duration::from_millis(1250)).await;
     seed(&bot.github, 1, "octo/a", 1..=3);
     bot.github
         .secondary_limit(Scope::CheckRunCreation, status, None, LIMIT);
@@ -197,7 +205,7 @@ async fn a_headerless_secondary_limit_pauses_writes(status: u16) {
     .await;
     let posts = check_run_posts(&bot);
     let refused = posts.iter().filter(|p| p.status == status).count();
-    // Pauses of 5, 10 and 20 s cover 30 s with three refused writes.
+    // Pauses of 1.25, 2.5 and 5 s cover 8 s with three refused writes.
     assert!(
         (1..=4).contains(&refused),
         "{refused} writes attempted during the limit"

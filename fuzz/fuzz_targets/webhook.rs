@@ -161,15 +161,7 @@ fuzz_target!(|data: &[u8]| {
             CheckRunRequest::merge_group(&head_sha, now)
         }
         Event::PullRequestChanged { snapshot, .. } => {
-            let sources = TaskSources {
-                author: &snapshot.author,
-                body: snapshot.body.as_deref(),
-                discussion: snapshot
-                    .discussion
-                    .iter()
-                    .map(|(author, body)| (author.as_str(), body.as_str()))
-                    .collect(),
-            };
+            let sources = TaskSources::from_snapshot(&snapshot);
             let tasks = sources.tasks(&ignored);
             let head_sha = snapshot.head_sha.as_deref().unwrap_or("0");
             CheckRunRequest::for_tasks(head_sha, &tasks, now)
