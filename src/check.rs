@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::PayloadSnapshot;
 use crate::github::PullRequestState;
-use crate::tasklist::{CheckOutput, TaskList};
+use crate::tasklist::{CheckOutput, Markers, TaskList};
 
 /// The check's name, which branch protection rules refer to.
 pub const CHECK_NAME: &str = "task-list-completed";
@@ -14,6 +14,49 @@ pub const CHECK_NAME: &str = "task-list-completed";
 /// Pull requests by this login keep their body out of the count: Renovate
 /// writes its own checkboxes (for rebasing and the like) into the body.
 const RENOVATE: &str = "renovate[bot]";
+
+/// A kind of document a repository may count tasks from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The pull request's description.
+    Body,
+    /// Issue comments on the pull request.
+    Comments,
+    /// Review bodies.
+    Reviews,
+    /// Comments on lines of the diff.
+    ReviewComments,
+}
+
+impl Source {
+    /// Every source, in the order they are read: today's behaviour.
+    pub const ALL: [Source; 4] = [
+        Source::Body,
+        Source::Comments,
+        Source::Reviews,
+        Source::ReviewComments,
+    ];
+
+    /// The name settings files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Body => "body",
+            Source::Comments => "comments",
+            Source::Reviews => "reviews",
+            Source::ReviewComments => "review_comments",
+        }
+    }
+}
+
+/// How a repository counts tasks; the default is today's behaviour.
+#[derive(Debug, Clone, Copy)]
+pub struct CountRules<'a> {
+    pub markers: &'a Markers,
+    pub ignored_bots: &'a [String],
+    /// Count the body of a pull request opened by Renovate.
+    pub count_renovate_body: bool,
+}
 
 /// Everything a check is computed from, in the order the old app read it.
 pub struct TaskSources<'a> {
@@ -53,16 +96,54 @@ impl<'a> TaskSources<'a> {
         }
     }
 
+    /// Like [`TaskSources::from_state`], with only the documents of the
+    /// chosen `sources` (the body is left out when `Source::Body` is not
+    /// among them); the order stays body, comments, reviews, review comments.
+    pub fn from_state_selected(state: &'a PullRequestState, sources: &[Source]) -> TaskSources<'a> {
+        let chosen = |source: Source, items: &'a [crate::github::Authored]| {
+            let items = if sources.contains(&source) {
+                items
+            } else {
+                &[]
+            };
+            items
+                .iter()
+                .map(|item| (item.login(), item.body.as_deref().unwrap_or("")))
+        };
+        let discussion = chosen(Source::Comments, &state.issue_comments)
+            .chain(chosen(Source::Reviews, &state.reviews))
+            .chain(chosen(Source::ReviewComments, &state.review_comments))
+            .collect();
+        TaskSources {
+            author: &state.pull.user.login,
+            body: state
+                .pull
+                .body
+                .as_deref()
+                .filter(|_| sources.contains(&Source::Body)),
+            discussion,
+        }
+    }
+
     /// The tasks that count: the body unless Renovate wrote it, then every
     /// comment not written by an ignored bot.
     pub fn tasks(&self, ignored_bots: &[String]) -> TaskList {
+        self.tasks_with(&CountRules {
+            markers: &Markers::default(),
+            ignored_bots,
+            count_renovate_body: false,
+        })
+    }
+
+    /// [`TaskSources::tasks`] under a repository's rules.
+    pub fn tasks_with(&self, rules: &CountRules<'_>) -> TaskList {
         let mut tasks = TaskList::default();
-        if !self.author.contains(RENOVATE) {
-            tasks.extend_from(self.body.unwrap_or(""));
+        if rules.count_renovate_body || !self.author.contains(RENOVATE) {
+            tasks.extend_from_with(self.body.unwrap_or(""), rules.markers);
         }
         for (author, body) in &self.discussion {
-            if !ignored_bots.iter().any(|bot| bot == author) {
-                tasks.extend_from(body);
+            if !rules.ignored_bots.iter().any(|bot| bot == author) {
+                tasks.extend_from_with(body, rules.markers);
             }
         }
         tasks
@@ -72,7 +153,7 @@ impl<'a> TaskSources<'a> {
 /// The body of `POST /repos/{owner}/{repo}/check-runs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckRunRequest {
-    pub name: &'static str,
+    pub name: String,
     pub head_sha: String,
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,19 +168,75 @@ pub struct CheckRunRequest {
 impl CheckRunRequest {
     /// In progress while required tasks remain, a success once none do.
     pub fn for_tasks(head_sha: &str, tasks: &TaskList, now: DateTime<Utc>) -> CheckRunRequest {
+        CheckRunRequest::for_tasks_with(head_sha, tasks, now, CHECK_NAME, ("in_progress", None))
+    }
+
+    /// A repository's check: named `name`, with `incomplete` (a `status`
+    /// and `conclusion`) while required tasks remain, and a success once
+    /// none do.
+    pub fn for_tasks_with(
+        head_sha: &str,
+        tasks: &TaskList,
+        now: DateTime<Utc>,
+        name: &str,
+        incomplete: (&'static str, Option<&'static str>),
+    ) -> CheckRunRequest {
         let output = tasks.render();
         if tasks.is_complete() {
-            return CheckRunRequest::success(head_sha, output, now);
+            let mut success = CheckRunRequest::success(head_sha, output, now);
+            success.name = name.to_owned();
+            return success;
         }
+        let (status, conclusion) = incomplete;
+        let completed = status == "completed";
         CheckRunRequest {
-            name: CHECK_NAME,
+            name: name.to_owned(),
             head_sha: head_sha.to_owned(),
-            status: "in_progress",
-            conclusion: None,
-            started_at: Some(timestamp(now)),
-            completed_at: None,
+            status,
+            conclusion,
+            started_at: (!completed).then(|| timestamp(now)),
+            completed_at: completed.then(|| timestamp(now)),
             output,
         }
+    }
+
+    /// Completes, as neutral, a check left in progress on a commit that is
+    /// no longer the head of an open pull request, so that it does not
+    /// stay "in progress" forever. `why` is the title's reason: "superseded
+    /// by a newer commit", "pull request closed", "pull request merged".
+    pub fn retired(head_sha: &str, name: &str, why: &str, now: DateTime<Utc>) -> CheckRunRequest {
+        CheckRunRequest {
+            name: name.to_owned(),
+            head_sha: head_sha.to_owned(),
+            status: "completed",
+            conclusion: Some("neutral"),
+            started_at: None,
+            completed_at: Some(timestamp(now)),
+            output: CheckOutput {
+                title: format!("Not checked: {why}"),
+                summary: format!(
+                    "This check was in progress when it stopped applying ({why}); it is completed so that it is not left in progress."
+                ),
+                text: String::new(),
+            },
+        }
+    }
+
+    /// Puts `report` (markdown) before the output's text, keeping the text
+    /// within GitHub's limit by cutting the end of the old text.
+    pub fn prepend_text(&mut self, report: &str) {
+        if report.is_empty() {
+            return;
+        }
+        let mut text = format!("{report}\n{}", self.output.text);
+        if text.len() > crate::tasklist::MAX_OUTPUT_BYTES {
+            let mut cut = crate::tasklist::MAX_OUTPUT_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        self.output.text = text;
     }
 
     /// The immediate success for a merge queue's merge commit.
@@ -114,7 +251,7 @@ impl CheckRunRequest {
 
     fn success(head_sha: &str, output: CheckOutput, now: DateTime<Utc>) -> CheckRunRequest {
         CheckRunRequest {
-            name: CHECK_NAME,
+            name: CHECK_NAME.to_owned(),
             head_sha: head_sha.to_owned(),
             status: "completed",
             conclusion: Some("success"),
@@ -200,6 +337,65 @@ mod tests {
         assert!(tasks.is_complete());
     }
 
+    fn state_with_every_source() -> PullRequestState {
+        let authored = |login: &str, body: &str| crate::github::Authored {
+            user: Some(crate::github::User {
+                login: login.into(),
+            }),
+            body: Some(body.into()),
+        };
+        PullRequestState {
+            pull: crate::github::PullRequest {
+                number: 1,
+                created_at: None,
+                state: "open".into(),
+                merged: false,
+                body: Some("- [ ] body".into()),
+                user: crate::github::User {
+                    login: "renovate[bot]".into(),
+                },
+                head: crate::github::Head { sha: "abc".into() },
+            },
+            issue_comments: vec![authored("alice", "- [ ] comment")],
+            reviews: vec![authored("bob", "- [ ] review")],
+            review_comments: vec![authored("carol", "- [ ] review comment")],
+        }
+    }
+
+    fn texts(tasks: &TaskList) -> Vec<&str> {
+        tasks.required.iter().map(|t| t.text.as_str()).collect()
+    }
+
+    #[test]
+    fn a_repository_may_choose_its_sources_and_count_renovate_bodies() {
+        let state = state_with_every_source();
+        let markers = Markers::default();
+        let rules = CountRules {
+            markers: &markers,
+            ignored_bots: &[],
+            count_renovate_body: true,
+        };
+        let all = TaskSources::from_state_selected(&state, &Source::ALL).tasks_with(&rules);
+        assert_eq!(texts(&all), ["body", "comment", "review", "review comment"]);
+        let some = TaskSources::from_state_selected(&state, &[Source::Reviews, Source::Body])
+            .tasks_with(&rules);
+        assert_eq!(texts(&some), ["body", "review"]);
+        let bots = ["bob".to_owned()];
+        let without_renovate = CountRules {
+            ignored_bots: &bots,
+            count_renovate_body: false,
+            ..rules
+        };
+        let today =
+            TaskSources::from_state_selected(&state, &Source::ALL).tasks_with(&without_renovate);
+        assert_eq!(texts(&today), ["comment", "review comment"]);
+        assert_eq!(
+            today,
+            TaskSources::from_state(&state).tasks(&bots),
+            "the defaults are today's behaviour"
+        );
+    }
+
     #[test]
     fn open_tasks_give_an_in_progress_check_and_none_a_success() {
         let open = TaskList::parse("- [ ] a\n- [x] b");
@@ -216,6 +412,48 @@ mod tests {
         assert_eq!(json["conclusion"], "success");
         assert_eq!(json["completed_at"], "2026-01-02T03:04:05Z");
         assert!(json.get("started_at").is_none());
+    }
+
+    #[test]
+    fn a_repository_names_its_check_and_what_it_says_while_tasks_remain() {
+        let open = TaskList::parse("- [ ] a");
+        let failing = CheckRunRequest::for_tasks_with(
+            "abc",
+            &open,
+            now(),
+            "tasks",
+            ("completed", Some("failure")),
+        );
+        let json = serde_json::to_value(&failing).unwrap();
+        assert_eq!(json["name"], "tasks");
+        assert_eq!(json["status"], "completed");
+        assert_eq!(json["conclusion"], "failure");
+        assert_eq!(json["completed_at"], "2026-01-02T03:04:05Z");
+        assert!(json.get("started_at").is_none());
+        let done = TaskList::parse("- [x] a");
+        let json = serde_json::to_value(CheckRunRequest::for_tasks_with(
+            "abc",
+            &done,
+            now(),
+            "tasks",
+            ("completed", Some("failure")),
+        ))
+        .unwrap();
+        assert_eq!(
+            (&json["name"], &json["conclusion"]),
+            (&"tasks".into(), &"success".into())
+        );
+
+        let retired = CheckRunRequest::retired("abc", "tasks", "pull request closed", now());
+        assert_eq!(retired.status, "completed");
+        assert_eq!(retired.conclusion, Some("neutral"));
+        assert_eq!(retired.output.title, "Not checked: pull request closed");
+
+        let mut long = CheckRunRequest::for_tasks("abc", &open, now());
+        long.output.text = "x".repeat(crate::tasklist::MAX_OUTPUT_BYTES);
+        long.prepend_text("## Settings not applied");
+        assert!(long.output.text.starts_with("## Settings not applied\n"));
+        assert_eq!(long.output.text.len(), crate::tasklist::MAX_OUTPUT_BYTES);
     }
 
     #[test]

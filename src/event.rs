@@ -14,6 +14,16 @@ pub enum Event {
         pull: PullRequestRef,
         /// What the payload itself says, used only in dry-run mode.
         snapshot: PayloadSnapshot,
+        /// On `synchronize`: the head commit the pull request had before
+        /// (`before`), whose check the new head supersedes.
+        superseded_head: Option<String>,
+    },
+    /// A pull request was closed (merged or not): a check the bot left in
+    /// progress on its head commit is completed.
+    PullRequestClosed {
+        pull: PullRequestRef,
+        head_sha: String,
+        merged: bool,
     },
     /// A merge queue wants checks on a merge commit: the tasks were verified
     /// before the pull request entered the queue.
@@ -83,6 +93,7 @@ impl Event {
                     });
                 }
                 Ok(Event::PullRequestChanged {
+                    superseded_head: None,
                     pull: PullRequestRef {
                         installation,
                         repo: p.repository.name(),
@@ -102,16 +113,29 @@ impl Event {
             }
             _ => {
                 let p: PullRequestPayload = serde_json::from_slice(payload).map_err(fail)?;
+                let pull = PullRequestRef {
+                    installation,
+                    repo: p.repository.name(),
+                    number: PullNumber(p.pull_request.number),
+                };
+                if event_name == "pull_request" && action == "closed" {
+                    return Ok(Event::PullRequestClosed {
+                        pull,
+                        head_sha: p.pull_request.head.sha,
+                        merged: p.pull_request.merged.unwrap_or(false),
+                    });
+                }
+                let superseded_head = p
+                    .before
+                    .filter(|before| action == "synchronize" && *before != p.pull_request.head.sha)
+                    .filter(|before| before.bytes().any(|b| b != b'0'));
                 let mut discussion = Vec::new();
                 for item in [p.review, p.comment].into_iter().flatten() {
                     discussion.push((item.user.login, item.body.unwrap_or_default()));
                 }
                 Ok(Event::PullRequestChanged {
-                    pull: PullRequestRef {
-                        installation,
-                        repo: p.repository.name(),
-                        number: PullNumber(p.pull_request.number),
-                    },
+                    pull,
+                    superseded_head,
                     snapshot: PayloadSnapshot {
                         head_sha: Some(p.pull_request.head.sha),
                         author: p.pull_request.user.login,
@@ -124,11 +148,95 @@ impl Event {
     }
 }
 
+/// A `push` delivery, as far as per-repository settings care: which files
+/// it may have changed on the default branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub installation: Option<InstallationId>,
+    pub repo: RepoName,
+    /// Whether it moved the default branch, where settings are read from.
+    pub to_default_branch: bool,
+    /// Files its commits added, modified or removed.
+    pub paths: std::collections::BTreeSet<String>,
+    /// Whether `paths` may be incomplete: a forced push or a deletion lists
+    /// no commits for what changed, and GitHub lists at most 2048 commits.
+    pub paths_incomplete: bool,
+}
+
+impl Push {
+    /// GitHub lists at most this many commits in a push payload.
+    const MAX_LISTED_COMMITS: usize = 2048;
+
+    /// Decodes a `push` payload.
+    pub fn decode(payload: &[u8]) -> Result<Push, DecodeError> {
+        #[derive(Deserialize)]
+        struct Payload {
+            #[serde(rename = "ref")]
+            git_ref: String,
+            #[serde(default)]
+            forced: bool,
+            #[serde(default)]
+            deleted: bool,
+            #[serde(default)]
+            commits: Vec<Commit>,
+            repository: PushRepository,
+            installation: Option<Installation>,
+        }
+        #[derive(Deserialize)]
+        struct PushRepository {
+            full_name: String,
+            default_branch: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Commit {
+            #[serde(default)]
+            added: Vec<String>,
+            #[serde(default)]
+            modified: Vec<String>,
+            #[serde(default)]
+            removed: Vec<String>,
+        }
+        let p: Payload = serde_json::from_slice(payload).map_err(|source| DecodeError {
+            event: "push".into(),
+            source,
+        })?;
+        let to_default_branch = p
+            .repository
+            .default_branch
+            .is_some_and(|branch| p.git_ref == format!("refs/heads/{branch}"));
+        let paths_incomplete = p.forced
+            || p.deleted
+            || p.commits.is_empty()
+            || p.commits.len() >= Self::MAX_LISTED_COMMITS;
+        let paths = p
+            .commits
+            .into_iter()
+            .flat_map(|c| c.added.into_iter().chain(c.modified).chain(c.removed))
+            .collect();
+        Ok(Push {
+            installation: p.installation.map(|i| InstallationId(i.id)),
+            repo: RepoName(p.repository.full_name),
+            to_default_branch,
+            paths,
+            paths_incomplete,
+        })
+    }
+
+    /// Whether this push may have changed `path` on the default branch.
+    pub fn may_touch(&self, path: &str) -> bool {
+        self.to_default_branch && (self.paths_incomplete || self.paths.contains(path))
+    }
+}
+
 /// The events and actions the old app reacted to, plus comment and review
-/// edits and deletions, which change tasks just as much.
+/// edits and deletions, which change tasks just as much, and `closed`,
+/// which ends the pull request's check.
 fn is_handled(event: &str, action: &str) -> bool {
     match event {
-        "pull_request" => matches!(action, "opened" | "edited" | "synchronize" | "reopened"),
+        "pull_request" => matches!(
+            action,
+            "opened" | "edited" | "synchronize" | "reopened" | "closed"
+        ),
         "issue_comment" => matches!(action, "created" | "edited" | "deleted"),
         "pull_request_review" => matches!(action, "submitted" | "edited" | "dismissed"),
         "pull_request_review_comment" => matches!(action, "created" | "edited" | "deleted"),
@@ -173,6 +281,8 @@ struct Authored {
 #[derive(Deserialize)]
 struct PullRequestPayload {
     repository: Repository,
+    /// `synchronize` only: the head commit before the push.
+    before: Option<String>,
     pull_request: PullRequest,
     review: Option<Authored>,
     comment: Option<Authored>,
@@ -181,6 +291,7 @@ struct PullRequestPayload {
 #[derive(Deserialize)]
 struct PullRequest {
     number: u64,
+    merged: Option<bool>,
     body: Option<String>,
     user: User,
     head: Head,
@@ -223,6 +334,49 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn push_payload(git_ref: &str, commits: serde_json::Value) -> Vec<u8> {
+        json!({
+            "ref": git_ref,
+            "forced": false,
+            "deleted": false,
+            "commits": commits,
+            "repository": {"full_name": "octo/repo", "default_branch": "main"},
+            "installation": {"id": 9}
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_push_tells_which_files_it_may_have_changed_on_the_default_branch() {
+        let settings = ".github/task-list-completed.yml";
+        let commits = json!([
+            {"added": ["src/a.rs"], "modified": [settings], "removed": []},
+            {"added": [], "modified": ["README.md"], "removed": ["old.txt"]}
+        ]);
+        let push = Push::decode(&push_payload("refs/heads/main", commits.clone())).unwrap();
+        assert_eq!(push.installation, Some(InstallationId(9)));
+        assert_eq!(push.repo, RepoName("octo/repo".into()));
+        assert!(push.may_touch(settings) && push.may_touch("old.txt"));
+        assert!(!push.may_touch("other.yml"));
+
+        let topic = Push::decode(&push_payload("refs/heads/topic", commits)).unwrap();
+        assert!(!topic.may_touch(settings), "other branches do not count");
+
+        let untouched = json!([{"added": [], "modified": ["README.md"], "removed": []}]);
+        let push = Push::decode(&push_payload("refs/heads/main", untouched)).unwrap();
+        assert!(!push.may_touch(settings));
+
+        let no_commits = Push::decode(&push_payload("refs/heads/main", json!([]))).unwrap();
+        assert!(
+            no_commits.may_touch(settings),
+            "a push listing nothing may change anything"
+        );
+
+        let malformed = Push::decode(br#"{"ref": 1}"#).unwrap_err();
+        assert_eq!(malformed.event, "push");
+    }
+
     fn pull_request_payload(action: &str) -> serde_json::Value {
         json!({
             "action": action,
@@ -242,7 +396,7 @@ mod tests {
     fn pull_request_actions_that_change_tasks_recompute() {
         for action in ["opened", "edited", "synchronize", "reopened"] {
             let event = decode("pull_request", &pull_request_payload(action));
-            let Event::PullRequestChanged { pull, snapshot } = event else {
+            let Event::PullRequestChanged { pull, snapshot, .. } = event else {
                 panic!("{action}: {event:?}");
             };
             assert_eq!(pull.installation, InstallationId(9));
@@ -251,12 +405,47 @@ mod tests {
             assert_eq!(snapshot.head_sha.as_deref(), Some("abc123"));
             assert_eq!(snapshot.body.as_deref(), Some("- [ ] a"));
         }
-        for action in ["closed", "labeled", "assigned"] {
+        for action in ["labeled", "assigned"] {
             assert!(matches!(
                 decode("pull_request", &pull_request_payload(action)),
                 Event::Ignored { .. }
             ));
         }
+    }
+
+    #[test]
+    fn a_new_head_supersedes_the_old_one_and_closing_ends_the_check() {
+        let mut payload = pull_request_payload("synchronize");
+        payload["before"] = json!("old123");
+        let Event::PullRequestChanged {
+            superseded_head, ..
+        } = decode("pull_request", &payload)
+        else {
+            panic!()
+        };
+        assert_eq!(superseded_head.as_deref(), Some("old123"));
+        payload["before"] = json!("0000000000000000000000000000000000000000");
+        assert!(matches!(
+            decode("pull_request", &payload),
+            Event::PullRequestChanged {
+                superseded_head: None,
+                ..
+            }
+        ));
+        let mut closed = pull_request_payload("closed");
+        closed["pull_request"]["merged"] = json!(true);
+        assert_eq!(
+            decode("pull_request", &closed),
+            Event::PullRequestClosed {
+                pull: PullRequestRef {
+                    installation: InstallationId(9),
+                    repo: RepoName("octo/repo".into()),
+                    number: PullNumber(7),
+                },
+                head_sha: "abc123".into(),
+                merged: true,
+            }
+        );
     }
 
     #[test]

@@ -635,6 +635,87 @@ impl Requester {
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitHubError> {
         self.send(Method::GET, path, None).await?.json(path)
     }
+
+    /// A GET with extra request headers (an `Accept` media type,
+    /// `If-None-Match`) whose `304 Not Modified` is an answer, not an error:
+    /// a conditional request. Otherwise as [`Requester::send`]: retries what
+    /// may succeed later, and rate-limit answers become
+    /// [`GitHubError::RateLimited`].
+    pub async fn get_conditional(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Answer, GitHubError> {
+        let mut retry = 0;
+        loop {
+            let attempt = async {
+                let response = self
+                    .crab
+                    ._get_with_headers(path, Some(headers.clone()))
+                    .await
+                    .map_err(describe_octocrab_error)?;
+                let (parts, body) = response.into_parts();
+                let body = collect(body)
+                    .await
+                    .map_err(|e| format!("reading the answer: {e}"))?;
+                Ok::<_, String>(Answer {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                })
+            };
+            let started = std::time::Instant::now();
+            let outcome = tokio::time::timeout(self.policy.timeout, attempt).await;
+            let status = match &outcome {
+                Ok(Ok(answer)) => crate::metrics::RequestStatus::Answered(answer.status.as_u16()),
+                Ok(Err(_)) => crate::metrics::RequestStatus::Unreachable,
+                Err(_) => crate::metrics::RequestStatus::Timeout,
+            };
+            crate::metrics::github_request(&Method::GET, path, status, started.elapsed());
+            let failure = match outcome {
+                Ok(Ok(answer))
+                    if answer.status.is_success() || answer.status == StatusCode::NOT_MODIFIED =>
+                {
+                    return Ok(answer);
+                }
+                Ok(Ok(answer)) => {
+                    let message = error_message(&answer.body);
+                    if let Some((limit, retry_after)) =
+                        rate_limit(answer.status, &answer.headers, &message, SystemTime::now())
+                    {
+                        return Err(GitHubError::RateLimited {
+                            limit,
+                            retry_after,
+                            status: answer.status.as_u16(),
+                            request_id: answer.request_id(),
+                        });
+                    }
+                    let error = status_error(&Method::GET, path, &answer);
+                    if !answer.status.is_server_error() {
+                        return Err(error);
+                    }
+                    error
+                }
+                Ok(Err(cause)) => GitHubError::Unreachable {
+                    method: Method::GET,
+                    path: path.to_owned(),
+                    attempts: retry + 1,
+                    cause,
+                },
+                Err(_elapsed) => GitHubError::Unreachable {
+                    method: Method::GET,
+                    path: path.to_owned(),
+                    attempts: retry + 1,
+                    cause: format!("no answer within {:?}", self.policy.timeout),
+                },
+            };
+            retry += 1;
+            if retry >= self.policy.attempts {
+                return Err(failure);
+            }
+            tokio::time::sleep(self.policy.backoff(retry - 1)).await;
+        }
+    }
 }
 
 fn request_status<E>(outcome: &Result<Attempt, E>) -> crate::metrics::RequestStatus {
@@ -754,6 +835,10 @@ fn says_secondary_rate_limit(message: &str) -> bool {
 pub struct PullRequest {
     pub number: u64,
     pub state: String,
+    /// When the pull request was opened (ISO 8601), for
+    /// `first_check_delay`; absent from older fixtures.
+    #[serde(default)]
+    pub created_at: Option<String>,
     #[serde(default)]
     pub merged: bool,
     pub body: Option<String>,
@@ -818,6 +903,12 @@ pub struct InstallationClient {
 impl InstallationClient {
     pub fn installation(&self) -> InstallationId {
         self.installation
+    }
+
+    /// The requester behind this client, for reads other modules shape
+    /// themselves (settings files).
+    pub fn requester(&self) -> &Requester {
+        &self.http
     }
 
     /// Reads the pull request and all of its discussion, every page.

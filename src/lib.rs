@@ -25,6 +25,8 @@
 //! * [`setup`]: registers the GitHub App from a manifest and stores its credentials.
 //! * [`receive`]: runs one payload from a file through decoding and the write path.
 //! * [`status`]: the host's fleet at a glance, read from the shared store.
+//! * [`repo_settings`]: per-repository settings files, their inheritance
+//!   and their cache.
 //!
 //! The library never reads systemd's variables: the binary hands it a
 //! listener, the settings and a shutdown signal.
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod pending;
 pub mod receive;
 pub mod redeliver;
+pub mod repo_settings;
 pub mod server;
 pub mod setup;
 pub mod status;

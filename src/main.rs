@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{FromArgMatches as _, Parser, Subcommand};
 use task_list_bot::config::{Config, CredentialFiles, LogFormat, SECRET_VARIABLES, Settings};
+use task_list_bot::repo_settings::{self, RepoSettings, WhenIncomplete};
 use task_list_bot::server::{self, Bot};
 use task_list_bot::tasklist::TaskList;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -17,6 +18,13 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The name systemd calls the generator by (a link to this binary).
 const GENERATOR_NAME: &str = "task-list-bot-generator";
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate a settings file and print the settings it gives (or its
+    /// errors, with exit status 1). `_extends` is not followed.
+    Check { file: PathBuf },
+}
 
 /// Runtime threads per worker process: the fleet, not the process, is what
 /// scales, and these machines are small.
@@ -44,6 +52,16 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Count under this per-repository settings file (its markers, and
+        /// what an incomplete check says).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Per-repository settings (.github/task-list-completed.yml).
+    #[command(long_about = repo_settings::SCHEMA_HELP)]
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Ask GitHub to redeliver recent deliveries that never got a 2xx answer.
     Redeliver {
@@ -104,7 +122,10 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|error| error.exit());
     match cli.command {
         Command::Serve(settings) => serve(*settings),
-        Command::Tasks { file, json } => tasks(file.as_deref(), json),
+        Command::Tasks { file, json, config } => tasks(file.as_deref(), json, config.as_deref()),
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => config_check(&file),
         Command::Generator { normal_dir, .. } => generate(Some(&normal_dir)),
         Command::Redeliver {
             settings,
@@ -531,7 +552,63 @@ fn use_colour() -> bool {
     std::io::stderr().is_terminal() && !no_color
 }
 
-fn tasks(file: Option<&Path>, json: bool) -> ExitCode {
+/// Reads and validates one settings file: the settings it gives over the
+/// defaults, or the exit code after its errors were printed.
+fn settings_file(command: &str, path: &Path) -> Result<RepoSettings, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!(
+            "task-list-bot {command}: cannot read {}: {e}",
+            path.display()
+        );
+        ExitCode::from(2)
+    })?;
+    let (layer, errors) = repo_settings::parse::parse(&path.display().to_string(), &text);
+    if !errors.is_empty() {
+        for error in &errors {
+            eprintln!("{error}");
+        }
+        let n = errors.len();
+        eprintln!(
+            "task-list-bot {command}: {n} error{} in {}; a repository with this file gets the defaults",
+            if n == 1 { "" } else { "s" },
+            path.display()
+        );
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(repo_settings::resolve::merge(
+        &RepoSettings::default(),
+        [layer],
+    ))
+}
+
+fn config_check(path: &Path) -> ExitCode {
+    let settings = match settings_file("config check", path) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    println!("# {} is valid. The settings it gives:", path.display());
+    print!("{}", settings.to_yaml());
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (layer, _) = repo_settings::parse::parse("", &text);
+    if let Some(extends) = layer.extends {
+        let target = match (&extends.owner, &extends.path) {
+            (Some(owner), Some(path)) => format!("{owner}/{}:{path}", extends.repo),
+            (Some(owner), None) => format!("{owner}/{}", extends.repo),
+            (None, Some(path)) => format!("{}:{path}", extends.repo),
+            (None, None) => extends.repo.clone(),
+        };
+        println!(
+            "# _extends: {target} is merged under these when the bot reads the repository; not here."
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn tasks(file: Option<&Path>, json: bool, config: Option<&Path>) -> ExitCode {
+    let settings = match config.map(|path| settings_file("tasks", path)).transpose() {
+        Ok(settings) => settings.unwrap_or_default(),
+        Err(code) => return code,
+    };
     let markdown = match read_input(file) {
         Ok(text) => text,
         Err(error) => {
@@ -539,7 +616,7 @@ fn tasks(file: Option<&Path>, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let tasks = TaskList::parse(&markdown);
+    let tasks = TaskList::parse_with(&markdown, &settings.markers);
     if json {
         let report = serde_json::to_string_pretty(&tasks.report()).expect("reports serialise");
         println!("{report}");
@@ -553,14 +630,12 @@ fn tasks(file: Option<&Path>, json: bool) -> ExitCode {
         "Required: {} ({} remaining); optional: {} ({} remaining)",
         counts.total, counts.remaining, counts.optional_total, counts.optional_remaining
     );
-    println!(
-        "Check:    {}",
-        if tasks.is_complete() {
-            "completed / success"
-        } else {
-            "in_progress"
-        }
-    );
+    let check = match settings.when_incomplete {
+        _ if tasks.is_complete() => "completed / success".to_owned(),
+        WhenIncomplete::InProgress => "in_progress".to_owned(),
+        other => format!("completed / {}", other.name()),
+    };
+    println!("Check:    {check} ({})", settings.check_name);
     if !output.text.is_empty() {
         println!("{}", output.text.trim_end());
     }

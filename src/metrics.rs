@@ -78,6 +78,8 @@ const ROUTES: &[&str] = &[
     "GET /repos/{owner}/{repo}/issues/{number}/comments",
     "GET /repos/{owner}/{repo}/commits/{ref}/check-runs",
     "POST /repos/{owner}/{repo}/check-runs",
+    // Settings files; `{path*}` is one or more segments.
+    "GET /repos/{owner}/{repo}/contents/{path*}",
     // GitHub's `Link` headers point to the next page by repository id.
     "GET /repositories/{id}/pulls/{number}/reviews",
     "GET /repositories/{id}/pulls/{number}/comments",
@@ -487,8 +489,14 @@ pub fn route_label(method: &Method, path: &str) -> &'static str {
         .find(|route| {
             let (route_method, template) = route.split_once(' ').expect("METHOD template");
             let template: Vec<&str> = template.trim_matches('/').split('/').collect();
+            let rest = template.last() == Some(&"{path*}");
+            let lengths_fit = if rest {
+                segments.len() >= template.len()
+            } else {
+                segments.len() == template.len()
+            };
             route_method == method.as_str()
-                && template.len() == segments.len()
+                && lengths_fit
                 && template.iter().zip(&segments).all(|(expected, actual)| {
                     if expected.starts_with('{') {
                         !actual.is_empty()
@@ -690,6 +698,11 @@ mod tests {
             route_label(&Method::POST, "/repos/o/r/check-runs"),
             "POST /repos/{owner}/{repo}/check-runs"
         );
+        assert_eq!(
+            route_label(&get, "/repos/o/r/contents/.github/task-list-completed.yml"),
+            "GET /repos/{owner}/{repo}/contents/{path*}"
+        );
+        assert_eq!(route_label(&get, "/repos/o/r/contents"), "other");
         assert_eq!(route_label(&Method::POST, "/repos/o/r/pulls/1"), "other");
         assert_eq!(route_label(&get, "/repos/o/r/pulls/1/x/y"), "other");
         assert_eq!(route_label(&get, "/repos//r/pulls/1"), "other");

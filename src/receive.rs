@@ -92,13 +92,31 @@ pub struct DryRun {
 pub fn dry_run(event: &Event, ignored_bots: &[String]) -> Option<DryRun> {
     let now = chrono::Utc::now();
     match event {
-        Event::PullRequestChanged { pull, snapshot } => Some(DryRun {
+        Event::PullRequestChanged { pull, snapshot, .. } => Some(DryRun {
             target: format!("{}#{}", pull.repo, pull.number.0),
             request: check_from_snapshot(snapshot, ignored_bots, now),
         }),
         Event::MergeGroupChecksRequested { repo, head_sha, .. } => Some(DryRun {
             target: format!("{repo} merge group"),
             request: CheckRunRequest::merge_group(head_sha, now),
+        }),
+        // What is written if the check on the head is still in progress.
+        Event::PullRequestClosed {
+            pull,
+            head_sha,
+            merged,
+        } => Some(DryRun {
+            target: format!("{}#{}", pull.repo, pull.number.0),
+            request: CheckRunRequest::retired(
+                head_sha,
+                crate::check::CHECK_NAME,
+                if *merged {
+                    "pull request merged"
+                } else {
+                    "pull request closed"
+                },
+                now,
+            ),
         }),
         Event::Ignored { .. } => None,
     }
@@ -143,13 +161,16 @@ pub async fn write(config: &Config, event: Event) -> crate::Result<Outcome> {
         .app
         .as_ref()
         .context("receive needs APP_ID and PRIVATE_KEY (or --dry-run)")?;
-    let Some(item) = WorkItem::from_event(event) else {
+    let items = WorkItem::from_event(event);
+    if items.is_empty() {
         return Ok(Outcome::default());
-    };
+    }
     let pending: Arc<dyn PendingSet> = Arc::new(MemoryPendingSet::new());
-    pending
-        .add(item, "receive")
-        .map_err(|e| anyhow::anyhow!("recording the work: {e}"))?;
+    for (index, item) in items.into_iter().enumerate() {
+        pending
+            .add(item, &WorkItem::delivery_id_of("receive", index))
+            .map_err(|e| anyhow::anyhow!("recording the work: {e}"))?;
+    }
     let github = GitHub::new(
         &config.github_api_url,
         app,

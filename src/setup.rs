@@ -468,6 +468,9 @@ pub struct SetupArgs {
     /// Let other accounts install the App too (it is private to its owner by default).
     #[arg(long)]
     pub public: bool,
+    /// Also ask for Contents: read and the push event, so that a changed settings file applies at once rather than within 5 minutes (GitHub sends push only with Contents).
+    #[arg(long)]
+    pub push_events: bool,
     /// Register the App on this organisation rather than on your account.
     #[arg(long)]
     pub org: Option<String>,
@@ -544,6 +547,7 @@ impl SetupArgs {
                 webhook_url: self.webhook_url.clone(),
                 homepage_url,
                 public: self.public,
+                push_events: self.push_events,
             },
             github,
             org: self.org.clone(),

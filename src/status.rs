@@ -164,9 +164,10 @@ pub struct InstallationReport {
 pub struct ItemReport {
     pub installation: u64,
     pub repository: String,
-    /// The pull request number, or the merge-queue commit.
+    /// The pull request number, the merge-queue commit, or for `retire`
+    /// `reason:number:commit`.
     pub target: String,
-    /// `pull_request` or `merge_group`.
+    /// `pull_request`, `merge_group` or `retire`.
     pub kind: String,
     pub worker: String,
 }
@@ -434,12 +435,17 @@ fn plural(count: u64, noun: &str) -> String {
     }
 }
 
-/// `owner/repo#12` for a pull request, `owner/repo@sha` for a merge commit.
+/// `owner/repo#12` for a pull request, `owner/repo@sha` for a merge commit,
+/// `owner/repo#12@sha (superseded)` for a retirement.
 fn item_name(repository: &str, kind: &str, target: &str) -> String {
-    if kind == "merge_group" {
-        format!("{repository}@{}", &target[..target.len().min(12)])
-    } else {
-        format!("{repository}#{target}")
+    let short = |sha: &str| sha.chars().take(12).collect::<String>();
+    match kind {
+        "merge_group" => format!("{repository}@{}", short(target)),
+        "retire" => match target.splitn(3, ':').collect::<Vec<_>>().as_slice() {
+            [reason, number, sha] => format!("{repository}#{number}@{} ({reason})", short(sha)),
+            _ => format!("{repository} {target}"),
+        },
+        _ => format!("{repository}#{target}"),
     }
 }
 

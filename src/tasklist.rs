@@ -34,6 +34,9 @@
 //!   Both are listed in the optional table.
 //! * `POST-MERGE` or `N/A`: the task is skipped, unless it is also
 //!   `OPTIONAL`, in which case it is optional.
+//!
+//! These are the defaults: a repository's settings may choose other markers
+//! and case-insensitive matching ([`Markers`], [`TaskList::parse_with`]).
 
 use pulldown_cmark::{Event, Options, Parser, Tag};
 use serde::{Deserialize, Serialize};
@@ -43,6 +46,62 @@ const OPTIONAL_MARKER: &str = "OPTIONAL";
 
 /// Markers of tasks that are not counted at all (unless also optional).
 const SKIP_MARKERS: [&str; 2] = ["POST-MERGE", "N/A"];
+
+/// The markers a repository's settings may replace: which words make a task
+/// skipped or optional, and whether case matters. The default is the old
+/// app's fixed markers, matched case-sensitively.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Markers {
+    /// A task whose text contains one of these is not counted.
+    pub skip: Vec<String>,
+    /// A task whose text contains one of these never blocks.
+    pub optional: Vec<String>,
+    pub case_sensitive: bool,
+}
+
+impl Default for Markers {
+    fn default() -> Markers {
+        Markers {
+            skip: SKIP_MARKERS.iter().map(|m| (*m).to_owned()).collect(),
+            optional: vec![OPTIONAL_MARKER.to_owned()],
+            case_sensitive: true,
+        }
+    }
+}
+
+impl Markers {
+    /// How a task with this text counts. Optional markers are looked for
+    /// first: the old app kept optional items in its optional list even when
+    /// they also said `N/A` or `POST-MERGE`.
+    fn kind(&self, text: &str) -> TaskKind {
+        let folded;
+        let text = if self.case_sensitive {
+            text
+        } else {
+            folded = text.to_lowercase();
+            &folded
+        };
+        let found = |markers: &[String]| {
+            markers.iter().any(|marker| {
+                if self.case_sensitive {
+                    text.contains(marker.as_str())
+                } else {
+                    text.contains(marker.to_lowercase().as_str())
+                }
+            })
+        };
+        if found(&self.optional) {
+            TaskKind::Optional
+        } else if found(&self.skip) {
+            TaskKind::Skipped
+        } else {
+            TaskKind::Required
+        }
+    }
+}
+
+/// The default markers, built once.
+static DEFAULT_MARKERS: std::sync::LazyLock<Markers> = std::sync::LazyLock::new(Markers::default);
 
 /// Status column values of the old app's tables.
 const STATUS_COMPLETED: &str = "Completed";
@@ -122,18 +181,28 @@ pub struct TaskReport {
 }
 
 impl TaskList {
-    /// The tasks of one markdown document.
+    /// The tasks of one markdown document, with the default markers.
     pub fn parse(markdown: &str) -> TaskList {
+        TaskList::parse_with(markdown, &DEFAULT_MARKERS)
+    }
+
+    /// The tasks of one markdown document, with a repository's markers.
+    pub fn parse_with(markdown: &str, markers: &Markers) -> TaskList {
         let mut list = TaskList::default();
-        list.extend_from(markdown);
+        list.extend_from_with(markdown, markers);
         list
     }
 
     /// Adds another document's tasks after the ones already here, so the
     /// tables list the PR body's tasks first, then each comment's in order.
     pub fn extend_from(&mut self, markdown: &str) {
+        self.extend_from_with(markdown, &DEFAULT_MARKERS);
+    }
+
+    /// [`TaskList::extend_from`] with a repository's markers.
+    pub fn extend_from_with(&mut self, markdown: &str, markers: &Markers) {
         for task in extract_tasks(markdown) {
-            match TaskKind::of(&task.text) {
+            match markers.kind(&task.text) {
                 TaskKind::Required => self.required.push(task),
                 TaskKind::Optional => self.optional.push(task),
                 TaskKind::Skipped => {}
@@ -193,20 +262,6 @@ enum TaskKind {
     Required,
     Optional,
     Skipped,
-}
-
-impl TaskKind {
-    /// `OPTIONAL` is checked first: the old app kept optional items in its
-    /// optional list even when they also said `N/A` or `POST-MERGE`.
-    fn of(text: &str) -> TaskKind {
-        if text.contains(OPTIONAL_MARKER) {
-            TaskKind::Optional
-        } else if SKIP_MARKERS.iter().any(|marker| text.contains(marker)) {
-            TaskKind::Skipped
-        } else {
-            TaskKind::Required
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -989,6 +1044,42 @@ mod tests {
                 &[("OPTIONAL", false)],
             ),
         ]);
+    }
+
+    #[test]
+    fn a_repository_may_choose_its_markers() {
+        let markers = Markers {
+            skip: vec!["WONTFIX".into()],
+            optional: vec!["nice-to-have".into()],
+            case_sensitive: true,
+        };
+        let list = TaskList::parse_with(
+            "- [ ] WONTFIX: a\n- [ ] nice-to-have: b\n- [ ] N/A c\n- [ ] OPTIONAL d",
+            &markers,
+        );
+        assert_eq!(list.optional, tasks(&[("nice-to-have: b", false)]));
+        assert_eq!(
+            list.required,
+            tasks(&[("N/A c", false), ("OPTIONAL d", false)])
+        );
+    }
+
+    #[test]
+    fn markers_may_ignore_case() {
+        let insensitive = Markers {
+            case_sensitive: false,
+            ..Markers::default()
+        };
+        let text = "- [ ] n/a: docs\n- [ ] Optional: polish\n- [ ] post-merge deploy";
+        let list = TaskList::parse_with(text, &insensitive);
+        assert!(list.required.is_empty(), "{list:?}");
+        assert_eq!(list.optional, tasks(&[("Optional: polish", false)]));
+        // The default stays case-sensitive.
+        assert_eq!(TaskList::parse(text).required.len(), 3);
+        assert_eq!(
+            TaskList::parse(text),
+            TaskList::parse_with(text, &Markers::default())
+        );
     }
 
     #[test]

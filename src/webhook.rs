@@ -268,8 +268,8 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
     let outcome = match read_body(body, &headers, &state.body_budget, deadline).await {
         Ok((body, _room)) => match accept(&state, &headers, &body) {
             Ok(Accepted::Answered(response)) => Ok(response),
-            Ok(Accepted::Record(item, delivery_id)) => {
-                record(&state, item, delivery_id, &event).await
+            Ok(Accepted::Record(items, delivery_id)) => {
+                record(&state, items, delivery_id, &event).await
             }
             Err(rejection) => Err(rejection),
         },
@@ -612,12 +612,16 @@ pub fn sanitise(raw: &[u8]) -> String {
 /// What a verified delivery needs: nothing more, or its work recorded.
 enum Accepted {
     Answered(Response),
-    Record(WorkItem, String),
+    /// The delivery's work items (at least one) and its id.
+    Record(Vec<WorkItem>, String),
 }
 
 fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, Rejection> {
     let secret = crate::config::secret_bytes(&state.config.webhook_secret);
     let delivery = verify(headers, body, secret)?;
+    if delivery.event == "push" {
+        return push(state, &delivery);
+    }
     let event = Event::decode(&delivery.event, &delivery.payload).map_err(|e| {
         // The first pass reads the whole document, so bad JSON shows as a
         // syntax error, apart from JSON of the wrong shape.
@@ -638,7 +642,7 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted
                 (StatusCode::OK, "ignored\n").into_response(),
             ));
         }
-        Event::PullRequestChanged { snapshot, pull } if state.config.dry_run => {
+        Event::PullRequestChanged { snapshot, pull, .. } if state.config.dry_run => {
             metrics::delivery(&delivery.event, DeliveryOutcome::DryRun);
             dry_run(state, &delivery, &pull.to_string(), &snapshot);
             return Ok(Accepted::Answered(
@@ -653,9 +657,46 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted
                 (StatusCode::OK, "dry run\n").into_response(),
             ));
         }
-        handled => WorkItem::from_event(handled).expect("ignored events are answered above"),
+        Event::PullRequestClosed { .. } if state.config.dry_run => {
+            metrics::delivery(&delivery.event, DeliveryOutcome::DryRun);
+            return Ok(Accepted::Answered(
+                (StatusCode::OK, "dry run\n").into_response(),
+            ));
+        }
+        handled => WorkItem::from_event(handled),
     };
+    debug_assert!(!item.is_empty(), "ignored events are answered above");
     Ok(Accepted::Record(item, delivery.id))
+}
+
+/// A `push`: it changes no check, but one that touches a settings file on
+/// a default branch drops the settings this worker keeps for the
+/// repositories that read it, so that the next check reads them afresh.
+/// (Other workers of the host refresh theirs after the cache's age.)
+fn push(state: &AppState, delivery: &Delivery) -> Result<Accepted, Rejection> {
+    let push = crate::event::Push::decode(&delivery.payload).map_err(|e| {
+        if e.source.is_syntax() || e.source.is_eof() {
+            Rejection::MalformedJson(e.source.to_string())
+        } else {
+            Rejection::MalformedPayload(e.to_string())
+        }
+    })?;
+    state.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+    metrics::delivery(&delivery.event, DeliveryOutcome::Ignored);
+    let dropped = state.settings.invalidate_push(&push);
+    if dropped > 0 {
+        tracing::info!(
+            delivery_id = %delivery.id,
+            repository = %push.repo,
+            repositories = dropped,
+            "settings file changed: settings will be read again"
+        );
+    } else {
+        tracing::debug!(delivery_id = %delivery.id, repository = %push.repo, "push: no settings kept from it");
+    }
+    Ok(Accepted::Answered(
+        (StatusCode::OK, "push noted\n").into_response(),
+    ))
 }
 
 /// Records the work before answering: a 2xx means it is durable. The store
@@ -664,15 +705,24 @@ fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted
 /// the threads that serve requests only await its answer.
 async fn record(
     state: &AppState,
-    item: WorkItem,
+    items: Vec<WorkItem>,
     delivery_id: String,
     event: &str,
 ) -> Result<Response, Rejection> {
-    let added = state
-        .pending
-        .add(item, &delivery_id)
-        .await
-        .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?;
+    // The first item is the delivery's main work and decides the answer;
+    // the others (a superseded head's retirement) are recorded under ids
+    // of their own, each deduplicated when GitHub redelivers.
+    let mut added = None;
+    for (index, item) in items.into_iter().enumerate() {
+        let id = WorkItem::delivery_id_of(&delivery_id, index);
+        let outcome = state
+            .pending
+            .add(item, &id)
+            .await
+            .map_err(|e| Rejection::StoreUnavailable(e.to_string()))?;
+        added.get_or_insert(outcome);
+    }
+    let added = added.unwrap_or(Added::DuplicateDelivery);
     metrics::delivery(event, added.into());
     match added {
         Added::New => {}
@@ -690,7 +740,7 @@ async fn record(
 
 fn log_received(delivery: &Delivery, event: &Event) {
     let (installation, repository, pull_request) = match event {
-        Event::PullRequestChanged { pull, .. } => {
+        Event::PullRequestChanged { pull, .. } | Event::PullRequestClosed { pull, .. } => {
             (pull.installation.0, pull.repo.0.as_str(), pull.number.0)
         }
         Event::MergeGroupChecksRequested {

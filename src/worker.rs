@@ -31,13 +31,15 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::check::{CHECK_NAME, CheckRunRequest, TaskSources};
+use crate::check::{CheckRunRequest, TaskSources};
 use crate::config::{Config, MAX_SECONDARY_PAUSE};
 use crate::github::{
     GitHub, GitHubError, InstallationClient, InstallationId, MAX_RATE_LIMIT_PAUSE, RateLimit,
 };
 use crate::metrics::{self, CheckRunOutcome};
-use crate::pending::{Claim, DroppedItem, PendingError, Store, WorkItem};
+use crate::pending::{Claim, DroppedItem, PendingError, Retirement, Store, WorkItem};
+use crate::repo_settings::cache::DEFAULT_MAX_AGE as SETTINGS_MAX_AGE;
+use crate::repo_settings::{ContentsSource, Effective, RepoSettings, SettingsCache};
 
 /// How long no new work must arrive before a woken worker claims.
 const BURST_QUIET: Duration = Duration::from_millis(5);
@@ -212,7 +214,12 @@ pub struct Worker {
     pending: Store,
     github: GitHub,
     limiter: DefaultKeyedRateLimiter<InstallationId>,
-    ignored_bots: Vec<String>,
+    /// Each repository's settings file, read through the installation and
+    /// kept for [`SETTINGS_MAX_AGE`] (or until a `push` changes it).
+    settings: Arc<SettingsCache>,
+    /// Broken settings already logged (files and errors), so that each
+    /// version of a broken file is logged once, not on every check.
+    logged_settings_errors: Mutex<HashSet<String>>,
     /// Wakes the loop when a driving task ends.
     driver_done: Notify,
     stats: Arc<Stats>,
@@ -240,7 +247,11 @@ impl Worker {
             pending,
             github,
             limiter: governor::RateLimiter::keyed(quota),
-            ignored_bots,
+            settings: Arc::new(SettingsCache::new(
+                RepoSettings::with_ignored_bots(ignored_bots),
+                SETTINGS_MAX_AGE,
+            )),
+            logged_settings_errors: Mutex::default(),
             driver_done: Notify::new(),
             stats,
             driving: Mutex::default(),
@@ -248,6 +259,12 @@ impl Worker {
             trouble: Mutex::default(),
             stopped_claiming: Default::default(),
         })
+    }
+
+    /// The per-repository settings this worker keeps, for the webhook
+    /// handler to invalidate on `push`.
+    pub fn settings(&self) -> Arc<SettingsCache> {
+        Arc::clone(&self.settings)
     }
 
     /// Runs until `stop` fires, then drains for at most `drain_timeout`:
@@ -416,7 +433,7 @@ impl Worker {
                     delivery_id = %held.delivery_id,
                     installation_id = installation.0,
                     repository = %held.item.repo(),
-                    pull_request = pull_number(&held.item),
+                    pull_request = held.item.pull_number(),
                     %failure,
                     "processing a check failed unexpectedly; it is put back to be tried again"
                 );
@@ -463,23 +480,135 @@ impl Worker {
             WorkItem::PullRequest(_) => self.update_pull_request(&client, &claim).await,
             WorkItem::MergeGroup { repo, head_sha, .. } => {
                 let request = CheckRunRequest::merge_group(head_sha, chrono::Utc::now());
-                self.write(&client, &claim, repo, &request).await
+                self.write(&client, &claim, repo, &request)
+                    .await
+                    .map(|()| Progress::Done)
             }
+            WorkItem::Retire {
+                pull,
+                head_sha,
+                reason,
+            } => self
+                .retire(&client, &claim, &pull.repo, head_sha, *reason)
+                .await
+                .map(|()| Progress::Done),
         };
         match outcome {
-            Ok(()) => {
+            Ok(progress) => {
                 self.trouble_of(installation, |trouble| *trouble = Trouble::default());
-                self.finish(&claim).await
+                match progress {
+                    Progress::Done => self.finish(&claim).await,
+                    Progress::NotBefore(at) => self.defer(&claim, at).await,
+                }
             }
             Err(error) => self.failed(&claim, error).await,
         }
+    }
+
+    /// The repository's settings, read through the installation when this
+    /// worker has none fresh. A broken file gives the defaults, logged once
+    /// per version of the file.
+    async fn repo_settings(
+        &self,
+        client: &InstallationClient,
+        repo: &crate::github::RepoName,
+    ) -> Result<Arc<Effective>, GitHubError> {
+        let source = ContentsSource::for_installation(client);
+        let effective = self.settings.for_repo(&source, repo).await?;
+        if !effective.errors.is_empty() {
+            let key = format!("{repo} {:?} {:?}", effective.files, effective.errors);
+            let first_time = {
+                let mut logged = self
+                    .logged_settings_errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if logged.len() >= 10_000 {
+                    logged.clear();
+                }
+                logged.insert(key)
+            };
+            if first_time {
+                let errors: Vec<String> = effective.errors.iter().map(|e| e.to_string()).collect();
+                tracing::warn!(
+                    installation_id = client.installation().0,
+                    repository = %repo,
+                    errors = %errors.join("; "),
+                    "settings file has errors: the defaults are used (the check says so)"
+                );
+            }
+        }
+        Ok(effective)
+    }
+
+    /// Puts a claim back until `at` without counting an attempt: the pull
+    /// request's first check waits for `first_check_delay`.
+    async fn defer(&self, claim: &Claim, at: SystemTime) {
+        let uncounted = Claim {
+            attempts: claim.attempts.saturating_sub(1),
+            ..claim.clone()
+        };
+        tracing::debug!(
+            delivery_id = %claim.delivery_id,
+            repository = %claim.item.repo(),
+            pull_request = claim.item.pull_number(),
+            wait_ms = at.duration_since(SystemTime::now()).unwrap_or_default().as_millis() as u64,
+            "first check waits for the repository's first_check_delay"
+        );
+        self.store("put the item back until its first check is due", || {
+            self.pending.retry_later(&uncounted, at)
+        })
+        .await;
+    }
+
+    /// Completes, as neutral, the check this App left in progress on a
+    /// commit that no longer heads an open pull request. Nothing is written
+    /// when there is no such check or its latest run is completed.
+    async fn retire(
+        &self,
+        client: &InstallationClient,
+        claim: &Claim,
+        repo: &crate::github::RepoName,
+        head_sha: &str,
+        reason: Retirement,
+    ) -> Result<(), GitHubError> {
+        let effective = self.repo_settings(client, repo).await?;
+        let name = &effective.settings.check_name;
+        let latest = client
+            .latest_check_run(repo, head_sha, name, self.github.app_id())
+            .await?;
+        let Some(latest) = latest.filter(|run| run.status != "completed") else {
+            self.stats.skipped_unchanged.fetch_add(1, Ordering::Relaxed);
+            metrics::check_run(CheckRunOutcome::Unchanged);
+            tracing::debug!(
+                delivery_id = %claim.delivery_id,
+                repository = %repo,
+                pull_request = claim.item.pull_number(),
+                head_sha,
+                reason = reason.name(),
+                "no check in progress on the old head: nothing to complete"
+            );
+            return Ok(());
+        };
+        let why = match reason {
+            Retirement::Superseded => "superseded by a newer commit",
+            Retirement::Closed => "pull request closed",
+            Retirement::Merged => "pull request merged",
+        };
+        let request = CheckRunRequest::retired(head_sha, name, why, chrono::Utc::now());
+        tracing::debug!(
+            check_run_id = latest.id,
+            head_sha,
+            why,
+            "completing a check left in progress"
+        );
+        self.write(client, claim, repo, &request).await
     }
 
     async fn update_pull_request(
         &self,
         client: &InstallationClient,
         claim: &Claim,
-    ) -> Result<(), GitHubError> {
+    ) -> Result<Progress, GitHubError> {
         let WorkItem::PullRequest(pull) = &claim.item else {
             unreachable!("only called for pull requests");
         };
@@ -493,18 +622,36 @@ impl Worker {
                 pull_request = pull.number.0,
                 "pull request is closed: no check written"
             );
-            return Ok(());
+            return Ok(Progress::Done);
         }
-        let tasks = TaskSources::from_state(&state).tasks(&self.ignored_bots);
-        let request = CheckRunRequest::for_tasks(&state.pull.head.sha, &tasks, chrono::Utc::now());
+        let effective = self.repo_settings(client, &pull.repo).await?;
+        let settings = &effective.settings;
+        let tasks = TaskSources::from_state_selected(&state, &settings.sources)
+            .tasks_with(&settings.count_rules());
+        let now = chrono::Utc::now();
+        let mut request = CheckRunRequest::for_tasks_with(
+            &state.pull.head.sha,
+            &tasks,
+            now,
+            &settings.check_name,
+            settings.when_incomplete.status_and_conclusion(),
+        );
+        request.prepend_text(&effective.error_report());
         let latest = client
             .latest_check_run(
                 &pull.repo,
                 &state.pull.head.sha,
-                CHECK_NAME,
+                &settings.check_name,
                 self.github.app_id(),
             )
             .await?;
+        if latest.is_none() {
+            if let Some(due) = first_check_due(&state.pull, settings.first_check_delay) {
+                if due > SystemTime::now() {
+                    return Ok(Progress::NotBefore(due));
+                }
+            }
+        }
         if latest.is_some_and(|existing| request.says_the_same_as(&existing)) {
             self.stats.skipped_unchanged.fetch_add(1, Ordering::Relaxed);
             metrics::check_run(CheckRunOutcome::Unchanged);
@@ -516,9 +663,11 @@ impl Worker {
                 title = %request.output.title,
                 "check unchanged: no write"
             );
-            return Ok(());
+            return Ok(Progress::Done);
         }
-        self.write(client, claim, &pull.repo, &request).await
+        self.write(client, claim, &pull.repo, &request)
+            .await
+            .map(|()| Progress::Done)
     }
 
     /// Waits for a write slot of the installation, then creates the check.
@@ -544,7 +693,7 @@ impl Worker {
             delivery_id = %claim.delivery_id,
             installation_id = installation.0,
             repository = %repo,
-            pull_request = pull_number(&claim.item),
+            pull_request = claim.item.pull_number(),
             github_request_id = %created.request_id,
             check_run_id = created.id,
             status = created.status,
@@ -629,7 +778,7 @@ impl Worker {
             claim.delivery_id.as_str(),
             installation.0,
             claim.item.repo().0.as_str(),
-            pull_number(&claim.item),
+            claim.item.pull_number(),
         );
         if let Some(refusal) = error.refusal() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -771,6 +920,26 @@ impl Worker {
     }
 }
 
+/// What processing an item came to, short of an error.
+enum Progress {
+    /// Written, or nothing to write: the item is done.
+    Done,
+    /// Not yet: the item waits until then (a first check's delay).
+    NotBefore(SystemTime),
+}
+
+/// When a pull request's first check is due: `delay` after it was opened.
+/// `None` without a delay or without a readable creation time.
+fn first_check_due(pull: &crate::github::PullRequest, delay: Duration) -> Option<SystemTime> {
+    if delay.is_zero() {
+        return None;
+    }
+    let created = chrono::DateTime::parse_from_rfc3339(pull.created_at.as_deref()?).ok()?;
+    let created = SystemTime::UNIX_EPOCH
+        + Duration::from_millis(u64::try_from(created.timestamp_millis()).ok()?);
+    Some(created + delay)
+}
+
 /// Gives the installation back to the worker's loop when its driving task
 /// ends, however it ends.
 struct DrivingGuard {
@@ -783,13 +952,6 @@ impl Drop for DrivingGuard {
         self.worker.driving_now().remove(&self.installation);
         // Work may have arrived between the last claim and now.
         self.worker.driver_done.notify_one();
-    }
-}
-
-fn pull_number(item: &WorkItem) -> u64 {
-    match item {
-        WorkItem::PullRequest(pull) => pull.number.0,
-        WorkItem::MergeGroup { .. } => 0,
     }
 }
 

@@ -307,7 +307,7 @@ fn each_subcommand_help_lists_only_its_own_options() {
     }
     assert!(!serve.iter().any(|o| o == "--since-hours"));
     let tasks = listed_options(&stdout_of(&["tasks", "--help"], &[]));
-    assert_eq!(tasks, ["--json", "--help"]);
+    assert_eq!(tasks, ["--json", "--config", "--help"]);
 }
 
 #[test]

@@ -13,7 +13,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use support::bot::{APP_ID, PRIVATE_KEY, PUBLIC_KEY, TestBot};
 use support::fake_github::{
-    FakeGitHub, NewDelivery, PullRequest, Scope, openapi_response_violations,
+    ContentsAccess, FakeGitHub, NewDelivery, PullRequest, SETTINGS_PATH, Scope,
+    openapi_response_violations,
 };
 use support::webhooks;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,12 +43,24 @@ async fn exchange(
     authorization: &str,
     body: Option<&Value>,
 ) -> (u16, Value) {
+    exchange_with(addr, method, path, authorization, "", body).await
+}
+
+/// [`exchange`] with extra header lines (each ending in `\r\n`).
+async fn exchange_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: &str,
+    extra_headers: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let body = body.map(Value::to_string).unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
          authorization: {authorization}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n{body}",
+         {extra_headers}content-length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("write");
@@ -103,6 +116,7 @@ async fn seeded() -> FakeGitHub {
     fake.add_review(REPO, 1, "carol", "- [ ] d");
     fake.add_review_comment(REPO, 1, "carol", "- [ ] e");
     fake.delete_user("gone");
+    fake.put_file(REPO, SETTINGS_PATH, "when_incomplete: failure\n");
     fake.add_delivery(NewDelivery {
         status_code: 502,
         installation_id: Some(INSTALLATION),
@@ -355,6 +369,15 @@ async fn every_answer_of_the_fake_conforms_to_githubs_description() {
             404,
         ),
     ];
+    let contents = format!("/repos/{REPO}/contents/{SETTINGS_PATH}");
+    cases.push(("GET", contents.clone(), &inst, None, 200));
+    cases.push((
+        "GET",
+        format!("/repos/{REPO}/contents/.github/missing.yml"),
+        &inst,
+        None,
+        404,
+    ));
     fake.set_primary_limit(LIMITED, 5000, 0, Duration::from_secs(600));
     let mut violations = Vec::new();
     for (method, path, auth, body, expected) in std::mem::take(&mut cases) {
@@ -398,6 +421,32 @@ async fn every_answer_of_the_fake_conforms_to_githubs_description() {
             .unwrap(),
     );
     fake.grant_permission(INSTALLATION, "checks", "write");
+    // The contents API: a conditional request answered 304 (no body), and
+    // a path outside the single-file permission.
+    let etag = fake.file_etag(REPO, SETTINGS_PATH).expect("settings file");
+    let (status, answer) = exchange_with(
+        fake.addr(),
+        "GET",
+        &format!("/api/v3{contents}"),
+        &inst,
+        &format!("if-none-match: {etag}\r\n"),
+        None,
+    )
+    .await;
+    assert_eq!((status, &answer), (304, &Value::Null));
+    violations.extend(openapi_response_violations("GET", &contents, status, &answer).unwrap());
+    fake.set_contents_access(INSTALLATION, ContentsAccess::SingleFile(vec![]));
+    let (status, answer) = exchange(
+        fake.addr(),
+        "GET",
+        &format!("/api/v3{contents}"),
+        &inst,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    violations.extend(openapi_response_violations("GET", &contents, status, &answer).unwrap());
+    fake.set_contents_access(INSTALLATION, ContentsAccess::Read);
     fake.secondary_limit(
         Scope::Writes,
         429,

@@ -294,12 +294,12 @@ async fn bad_input_is_named() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 
-    let mut closed = opened_payload();
-    closed["action"] = json!("closed");
-    let closed = dir.write("closed.json", &serde_json::to_vec(&closed).unwrap());
-    let output = receive(&dir, &["-e", "pull_request", "-p", path_arg(&closed)], &[]).await;
+    let mut labeled = opened_payload();
+    labeled["action"] = json!("labeled");
+    let labeled = dir.write("labeled.json", &serde_json::to_vec(&labeled).unwrap());
+    let output = receive(&dir, &["-e", "pull_request", "-p", path_arg(&labeled)], &[]).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("ignored: pull_request.closed is not handled"));
+    assert!(text(&output.stdout).contains("ignored: pull_request.labeled is not handled"));
 
     // Without --dry-run, credentials are needed.
     let output = receive(&dir, &["-e", "pull_request", "-p", path_arg(&good)], &[]).await;

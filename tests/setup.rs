@@ -20,6 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use support::bot::{APP_ID, PATIENCE, PRIVATE_KEY, PUBLIC_KEY};
 use support::fake_github::FakeGitHub;
+use support::fake_github::manifest::validate;
 use task_list_bot::config::{Config, CredentialFiles, Settings};
 use task_list_bot::setup::{
     AppDescription, CredentialsExist, Destination, GitHubTarget, Options, Registered, SetupServer,
@@ -186,6 +187,7 @@ fn options(github: &FakeGitHub, destination: Destination) -> Options {
             webhook_url: WEBHOOK_URL.into(),
             homepage_url: "https://bot.example.org/".into(),
             public: false,
+            push_events: false,
         },
         github: GitHubTarget::enterprise(&format!("http://{}", github.host())),
         org: None,
@@ -765,4 +767,37 @@ fn the_man_page_lists_setup_and_receive() {
     let page = String::from_utf8_lossy(&output.stdout);
     assert!(page.contains(".SS setup"), "{page}");
     assert!(page.contains(".SS receive"), "{page}");
+}
+
+/// GitHub refuses a manifest that asks for `push` without Contents: the
+/// default manifest asks for neither, `--push-events` for both.
+#[test]
+fn push_events_come_with_the_contents_permission() {
+    let mut app = AppDescription {
+        name: "task-list-bot".into(),
+        webhook_url: WEBHOOK_URL.into(),
+        homepage_url: "https://bot.example.org/".into(),
+        public: false,
+        push_events: false,
+    };
+    let redirect = "http://localhost:4000/redirect";
+    let plain = task_list_bot::setup::manifest(&app, redirect);
+    assert_eq!(validate(&plain), Vec::<String>::new());
+    app.push_events = true;
+    let with_push = task_list_bot::setup::manifest(&app, redirect);
+    assert_eq!(validate(&with_push), Vec::<String>::new());
+    assert_eq!(with_push["default_permissions"]["single_file"], "read");
+
+    let mut push_alone = plain.clone();
+    push_alone["default_events"]
+        .as_array_mut()
+        .unwrap()
+        .push("push".into());
+    assert!(
+        validate(&push_alone)
+            .iter()
+            .any(|problem| problem.contains("push requires the contents permission")),
+        "{:?}",
+        validate(&push_alone)
+    );
 }

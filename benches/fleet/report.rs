@@ -156,7 +156,31 @@ fn burst_rows(figure: &str, run: &FleetRun, burst: &BurstOutcome) -> Vec<Row> {
             verdict: Verdict::Info,
         },
         github_row(run.workers, &burst.github),
+        settings_row(run.workers, &burst.github),
     ]
+}
+
+/// Settings reads per repository: each worker reads a repository's file
+/// once and then keeps it for the cache period (5 minutes), so a burst
+/// shorter than that costs at most one request per repository per worker.
+fn settings_row(workers: usize, github: &GitHubRequests) -> Row {
+    let repositories = github.repositories.max(1);
+    let per_repository = github.contents as f64 / repositories as f64;
+    let bound = workers as f64;
+    Row {
+        figure: "   settings reads (contents API)".to_owned(),
+        workers,
+        measured: format!(
+            "{} for {} repositories: {per_repository:.2} per repository ({} answered 304)",
+            github.contents, github.repositories, github.contents_not_modified
+        ),
+        reference: format!("≤ 1 per repository per worker per cache period: ≤ {bound:.0}"),
+        verdict: if per_repository <= bound {
+            Verdict::Met
+        } else {
+            Verdict::Missed
+        },
+    }
 }
 
 fn github_row(workers: usize, github: &GitHubRequests) -> Row {
@@ -222,6 +246,7 @@ fn realistic_rows(run: &FleetRun) -> Vec<Row> {
             verdict: Verdict::Info,
         },
         github_row(run.workers, &realistic.github),
+        settings_row(run.workers, &realistic.github),
     ]
 }
 

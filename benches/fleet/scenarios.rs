@@ -72,6 +72,13 @@ impl Plan {
         for &installation in &installations {
             let repo = format!("org-{installation}/{name}");
             fake.add_repo(installation, &repo);
+            // A settings file that keeps the defaults: every repository's
+            // check reads it (once per worker per cache period).
+            fake.put_file(
+                &repo,
+                crate::fake_github::SETTINGS_PATH,
+                "when_incomplete: in_progress\n",
+            );
             for number in 1..=per_installation as u64 {
                 if seeded.len() == pulls {
                     break;
@@ -323,6 +330,12 @@ pub struct GitHubRequests {
     pub reads: u64,
     pub check_run_writes: u64,
     pub token_requests: u64,
+    /// Settings-file reads (the contents API), also counted in `reads`.
+    pub contents: u64,
+    /// Of those, conditional ones answered 304 (free of rate limit).
+    pub contents_not_modified: u64,
+    /// Repositories whose pull requests were read.
+    pub repositories: usize,
     pub other: u64,
     /// Answered 4xx or 5xx (e.g. 403 when the installation's hourly budget
     /// of 5000 requests is spent).
@@ -337,7 +350,20 @@ impl GitHubRequests {
     /// Requests the fake received since `since`.
     fn since(fake: &FakeGitHub, since: Instant) -> GitHubRequests {
         let mut counts = GitHubRequests::default();
+        let mut repositories = std::collections::BTreeSet::new();
         for request in fake.requests().iter().filter(|r| r.received_at >= since) {
+            let path = request.path.trim_start_matches("/api/v3");
+            if path.contains("/contents/") {
+                counts.contents += 1;
+                if request.status == 304 {
+                    counts.contents_not_modified += 1;
+                }
+            }
+            if let ["", "repos", owner, name, "pulls", ..] =
+                path.split('/').collect::<Vec<_>>().as_slice()
+            {
+                repositories.insert(format!("{owner}/{name}"));
+            }
             match (request.endpoint, request.method.as_str()) {
                 (Some(Endpoint::CreateCheckRun), _) => counts.check_run_writes += 1,
                 (Some(Endpoint::AccessToken), _) => counts.token_requests += 1,
@@ -348,6 +374,7 @@ impl GitHubRequests {
                 counts.refused += 1;
             }
         }
+        counts.repositories = repositories.len();
         counts
     }
 }

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS dropped (
     at_ms        INTEGER NOT NULL,
     installation INTEGER NOT NULL,
     repo         TEXT    NOT NULL,
-    kind         TEXT    NOT NULL,   -- 'pull_request' or 'merge_group'
+    kind         TEXT    NOT NULL,   -- as in pending: 'pull_request', 'merge_group' or 'retire'
     target       TEXT    NOT NULL,   -- the pull request number or the merge commit
     cause        TEXT    NOT NULL,
     worker       TEXT    NOT NULL

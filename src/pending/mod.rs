@@ -54,37 +54,121 @@ pub enum WorkItem {
         repo: RepoName,
         head_sha: String,
     },
+    /// Complete the check the bot left in progress on `head_sha`, if it
+    /// did: the commit is no longer the head of an open pull request.
+    Retire {
+        pull: PullRequestRef,
+        head_sha: String,
+        reason: Retirement,
+    },
+}
+
+/// Why a pull request's check on a commit is no longer wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Retirement {
+    /// A newer head commit was pushed.
+    Superseded,
+    /// The pull request was closed without merging.
+    Closed,
+    /// The pull request was merged.
+    Merged,
+}
+
+impl Retirement {
+    pub fn name(self) -> &'static str {
+        match self {
+            Retirement::Superseded => "superseded",
+            Retirement::Closed => "closed",
+            Retirement::Merged => "merged",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Retirement> {
+        [
+            Retirement::Superseded,
+            Retirement::Closed,
+            Retirement::Merged,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
+    }
 }
 
 impl WorkItem {
-    /// The work a delivery asks for; `None` for events the bot ignores.
-    pub fn from_event(event: crate::event::Event) -> Option<WorkItem> {
+    /// The work a delivery asks for, in order; empty for events the bot
+    /// ignores. A new head commit asks for two items: the pull request's
+    /// check, and the retirement of the check on the commit it replaces.
+    pub fn from_event(event: crate::event::Event) -> Vec<WorkItem> {
         use crate::event::Event;
         match event {
-            Event::PullRequestChanged { pull, .. } => Some(WorkItem::PullRequest(pull)),
+            Event::PullRequestChanged {
+                pull,
+                superseded_head,
+                ..
+            } => {
+                let retire = superseded_head.map(|head_sha| WorkItem::Retire {
+                    pull: pull.clone(),
+                    head_sha,
+                    reason: Retirement::Superseded,
+                });
+                std::iter::once(WorkItem::PullRequest(pull))
+                    .chain(retire)
+                    .collect()
+            }
+            Event::PullRequestClosed {
+                pull,
+                head_sha,
+                merged,
+            } => vec![WorkItem::Retire {
+                pull,
+                head_sha,
+                reason: if merged {
+                    Retirement::Merged
+                } else {
+                    Retirement::Closed
+                },
+            }],
             Event::MergeGroupChecksRequested {
                 installation,
                 repo,
                 head_sha,
-            } => Some(WorkItem::MergeGroup {
+            } => vec![WorkItem::MergeGroup {
                 installation,
                 repo,
                 head_sha,
-            }),
-            Event::Ignored { .. } => None,
+            }],
+            Event::Ignored { .. } => Vec::new(),
+        }
+    }
+
+    /// The delivery id an item of a delivery is recorded under: the
+    /// delivery's own for its first item, with a suffix for the others, so
+    /// that each is deduplicated on its own when GitHub redelivers.
+    pub fn delivery_id_of(delivery_id: &str, index: usize) -> String {
+        match index {
+            0 => delivery_id.to_owned(),
+            n => format!("{delivery_id}/{n}"),
+        }
+    }
+
+    /// The pull request the item is about, if any.
+    pub fn pull_number(&self) -> u64 {
+        match self {
+            WorkItem::PullRequest(pull) | WorkItem::Retire { pull, .. } => pull.number.0,
+            WorkItem::MergeGroup { .. } => 0,
         }
     }
 
     pub fn installation(&self) -> InstallationId {
         match self {
-            WorkItem::PullRequest(pull) => pull.installation,
+            WorkItem::PullRequest(pull) | WorkItem::Retire { pull, .. } => pull.installation,
             WorkItem::MergeGroup { installation, .. } => *installation,
         }
     }
 
     pub fn repo(&self) -> &RepoName {
         match self {
-            WorkItem::PullRequest(pull) => &pull.repo,
+            WorkItem::PullRequest(pull) | WorkItem::Retire { pull, .. } => &pull.repo,
             WorkItem::MergeGroup { repo, .. } => repo,
         }
     }

@@ -30,7 +30,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::wake::Waker;
 use super::{
     Added, Backlog, Changed, Claim, DELIVERY_MEMORY, DroppedItem, Pause, PendingError, PendingSet,
-    RECHECK_DELAY, REDELIVERY_WINDOW, WorkItem, WorkerFigures,
+    RECHECK_DELAY, REDELIVERY_WINDOW, Retirement, WorkItem, WorkerFigures,
 };
 use crate::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
 
@@ -93,8 +93,8 @@ CREATE TABLE IF NOT EXISTS pending (
     sequence     INTEGER PRIMARY KEY AUTOINCREMENT,
     installation INTEGER NOT NULL,
     repo         TEXT    NOT NULL,
-    kind         TEXT    NOT NULL,   -- 'pull_request' or 'merge_group'
-    target       TEXT    NOT NULL,   -- the pull request number or the merge commit
+    kind         TEXT    NOT NULL,   -- 'pull_request', 'merge_group' or 'retire'
+    target       TEXT    NOT NULL,   -- the pull request number, the merge commit, or reason:number:commit
     delivery_id  TEXT    NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
     not_before   INTEGER,            -- unix ms; NULL means now
@@ -878,6 +878,16 @@ pub(super) fn key(item: &WorkItem) -> (i64, &str, &'static str, String) {
             "merge_group",
             head_sha.clone(),
         ),
+        WorkItem::Retire {
+            pull,
+            head_sha,
+            reason,
+        } => (
+            pull.installation.0 as i64,
+            pull.repo.0.as_str(),
+            "retire",
+            format!("{}:{}:{head_sha}", reason.name(), pull.number.0),
+        ),
     }
 }
 
@@ -904,6 +914,22 @@ fn item_from_row(
             repo,
             head_sha: target,
         }),
+        "retire" => {
+            let bad = || PendingError(format!("bad retirement {target:?} in store"));
+            let mut parts = target.splitn(3, ':');
+            let reason = parts.next().and_then(Retirement::parse).ok_or_else(bad)?;
+            let number = parts.next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+            let head_sha = parts.next().filter(|s| !s.is_empty()).ok_or_else(bad)?;
+            Ok(WorkItem::Retire {
+                pull: PullRequestRef {
+                    installation,
+                    repo,
+                    number: PullNumber(number),
+                },
+                head_sha: head_sha.to_owned(),
+                reason,
+            })
+        }
         other => Err(PendingError(format!("unknown kind {other:?} in store"))),
     }
 }
@@ -951,6 +977,37 @@ mod tests {
             repo: RepoName("octo/repo".into()),
             number: PullNumber(number),
         })
+    }
+
+    #[test]
+    fn a_retirement_is_stored_and_claimed_back_whole() {
+        let dir = temp_dir("retire");
+        let store = SqlitePendingSet::open(&dir).unwrap();
+        let retire = |reason, sha: &str| WorkItem::Retire {
+            pull: PullRequestRef {
+                installation: InstallationId(3),
+                repo: RepoName("octo/repo".into()),
+                number: PullNumber(12),
+            },
+            head_sha: sha.into(),
+            reason,
+        };
+        let superseded = retire(Retirement::Superseded, "aaaa");
+        assert_eq!(store.add(superseded.clone(), "d1/1").unwrap(), Added::New);
+        assert_eq!(
+            store.add(superseded.clone(), "d2/1").unwrap(),
+            Added::Coalesced
+        );
+        assert_eq!(
+            store.add(retire(Retirement::Merged, "aaaa"), "d3").unwrap(),
+            Added::New
+        );
+        let now = SystemTime::now();
+        let first = store.claim(InstallationId(3), now).unwrap().unwrap();
+        assert_eq!(first.item, superseded);
+        let second = store.claim(InstallationId(3), now).unwrap().unwrap();
+        assert_eq!(second.item, retire(Retirement::Merged, "aaaa"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -27,6 +27,9 @@ use crate::config::Config;
 use crate::github::{GitHub, RetryPolicy};
 use crate::metrics::{self, Exporter};
 use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet, Store};
+use crate::repo_settings::{
+    RepoSettings, SettingsCache, cache::DEFAULT_MAX_AGE as SETTINGS_MAX_AGE,
+};
 use crate::webhook::{self, BodyBudget, RejectionLog};
 use crate::worker::{RetryRules, Stats, Worker};
 
@@ -42,6 +45,9 @@ pub struct AppState {
     pub body_budget: Arc<BodyBudget>,
     /// Refused requests, logged without letting senders flood the journal.
     pub rejections: Arc<RejectionLog>,
+    /// The worker's per-repository settings, which `push` deliveries
+    /// invalidate.
+    pub settings: Arc<SettingsCache>,
 }
 
 /// The bot, assembled and ready to serve.
@@ -89,8 +95,16 @@ impl Bot {
             }
             None => None,
         };
+        let settings = match &worker {
+            Some(worker) => worker.settings(),
+            None => Arc::new(SettingsCache::new(
+                RepoSettings::with_ignored_bots(config.ignored_bots.clone()),
+                SETTINGS_MAX_AGE,
+            )),
+        };
         Ok(Bot {
             state: AppState {
+                settings,
                 body_budget: Arc::new(BodyBudget::new(config.limits.body_budget)),
                 config: Arc::new(config),
                 pending,

@@ -22,9 +22,12 @@ pub const PERMISSIONS: [(&str, &str); 6] = [
 
 /// The deliveries the bot reacts to (see `event.rs`).
 ///
-/// `push` is not among them: GitHub lets an App subscribe to it only with
-/// the Contents permission (every file of the repository), which the bot
-/// does not ask for.
+/// `push` is not among them by default: GitHub lets an App subscribe to it
+/// only with the Contents permission (every file of the repository), and
+/// refuses a manifest that asks for `push` without it. Without `push`, a
+/// changed settings file applies once the cached settings are older than
+/// the cache's age (`repo_settings::cache::DEFAULT_MAX_AGE`).
+/// [`AppDescription::push_events`] adds both.
 pub const EVENTS: [&str; 5] = [
     "pull_request",
     "issue_comment",
@@ -43,14 +46,22 @@ pub struct AppDescription {
     pub homepage_url: String,
     /// Whether accounts other than the owner may install it.
     pub public: bool,
+    /// Also ask for `contents: read` and the `push` event, so that a
+    /// changed settings file applies at once.
+    pub push_events: bool,
 }
 
 /// The manifest, with `redirect_url` pointing back at the setup page.
 pub fn manifest(app: &AppDescription, redirect_url: &str) -> Value {
-    let permissions: serde_json::Map<String, Value> = PERMISSIONS
+    let mut permissions: serde_json::Map<String, Value> = PERMISSIONS
         .iter()
         .map(|(name, level)| ((*name).to_owned(), Value::from(*level)))
         .collect();
+    let mut events: Vec<&str> = EVENTS.to_vec();
+    if app.push_events {
+        permissions.insert("contents".to_owned(), Value::from("read"));
+        events.push("push");
+    }
     json!({
         "name": app.name,
         "url": app.homepage_url,
@@ -62,7 +73,7 @@ pub fn manifest(app: &AppDescription, redirect_url: &str) -> Value {
         // The path of the single-file permission, under the name GitHub's
         // registration form gives it.
         "single_file_name": SETTINGS_FILE,
-        "default_events": EVENTS,
+        "default_events": events,
     })
 }
 
@@ -87,6 +98,7 @@ mod tests {
             webhook_url: "https://bot.example.org/".into(),
             homepage_url: "https://bot.example.org/".into(),
             public: false,
+            push_events: false,
         };
         let manifest = manifest(&app, "http://localhost:4000/redirect");
         assert_eq!(manifest["default_permissions"]["checks"], "write");
@@ -99,6 +111,18 @@ mod tests {
         assert_eq!(manifest["redirect_url"], "http://localhost:4000/redirect");
         assert_eq!(manifest["default_events"].as_array().unwrap().len(), 5);
         assert_eq!(manifest["public"], false);
+        assert!(manifest["default_permissions"].get("contents").is_none());
+
+        let with_push = super::manifest(
+            &AppDescription {
+                push_events: true,
+                ..app
+            },
+            "http://localhost:4000/redirect",
+        );
+        assert_eq!(with_push["default_permissions"]["contents"], "read");
+        assert_eq!(with_push["default_events"].as_array().unwrap().len(), 6);
+        assert_eq!(with_push["default_events"][5], "push");
     }
 
     #[test]

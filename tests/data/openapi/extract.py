@@ -38,6 +38,7 @@ ENDPOINTS = [
     ("post", "/repos/{owner}/{repo}/check-runs"),
     ("get", "/repos/{owner}/{repo}/check-runs/{check_run_id}"),
     ("get", "/repos/{owner}/{repo}/commits/{ref}/check-runs"),
+    ("get", "/repos/{owner}/{repo}/contents/{path}"),
 ]
 
 # Keys that only document; dropped to keep the fixture small.

@@ -15,6 +15,7 @@
 //! public API (the model types and [`FakeGitHub`]); `apps.rs` app JWTs,
 //! installation tokens and installations; `pulls.rs` repositories, pull
 //! requests, issues, comments and reviews; `checks.rs` check runs;
+//! `contents.rs` repository files (settings files);
 //! `deliveries.rs` the app's hook deliveries and redelivery; `limits.rs`
 //! primary and secondary rate limits, outages and injected faults;
 //! `validate.rs` what GitHub checks in request bodies; `admin.rs` the
@@ -42,6 +43,7 @@
 //! | `POST /repos/{o}/{r}/check-runs`, `GET /repos/{o}/{r}/check-runs/{id}` | installation token |
 //! | `GET /repos/{o}/{r}/commits/{ref}/check-runs` (page paginated) | installation token |
 //! | `GET /rate_limit` (does not count against the limit, as on GitHub) | installation token |
+//! | `GET /repos/{o}/{r}/contents/{path}` (raw or JSON; `ETag`, and a `304` that does not count against the limit; `contents` or `single_file` permission: `contents.rs`) | installation token |
 //!
 //! Every `/repos/{o}/{r}/...` route is also served as `/repositories/{id}/...`
 //! (the form of GitHub's `Link` headers and redirects). Anything else is
@@ -160,6 +162,7 @@ pub mod manifest;
 mod admin;
 mod apps;
 mod checks;
+mod contents;
 mod deliveries;
 mod limits;
 mod model;
@@ -172,6 +175,9 @@ mod validate;
 
 use apps::*;
 use checks::*;
+use contents::*;
+#[allow(unused_imports)] // Not every crate that includes the fake reads settings.
+pub use contents::{ContentsAccess, SETTINGS_PATH};
 use deliveries::*;
 use limits::*;
 use model::*;

@@ -1,6 +1,8 @@
 use super::*;
 
 pub(super) struct Model {
+    /// Repository files and single-file permissions (`contents.rs`).
+    pub(super) contents: Contents,
     pub(super) next_id: u64,
     pub(super) next_repo_id: u64,
     /// Keyed by [`repo_key`].
@@ -145,6 +147,7 @@ impl StoredCheckRun {
 impl Model {
     pub(super) fn new() -> Model {
         Model {
+            contents: Contents::default(),
             next_id: 1001,
             next_repo_id: 500_001,
             repos: BTreeMap::new(),

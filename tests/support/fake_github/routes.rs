@@ -38,6 +38,7 @@ pub(super) enum Route {
     CreateCheckRun(RepoPath),
     GetCheckRun(RepoPath, u64),
     ListCheckRunsForRef(RepoPath, String),
+    GetContents(RepoPath, String),
 }
 
 /// How a route must be authenticated.
@@ -82,6 +83,9 @@ impl Route {
             ("GET", ["check-runs", id]) => Route::GetCheckRun(repo, num(id)?),
             ("GET", ["commits", git_ref @ .., "check-runs"]) if !git_ref.is_empty() => {
                 Route::ListCheckRunsForRef(repo, git_ref.join("/"))
+            }
+            ("GET", ["contents", path @ ..]) if !path.is_empty() => {
+                Route::GetContents(repo, path.join("/"))
             }
             _ => return None,
         };
@@ -200,6 +204,7 @@ impl Route {
             Route::ListCheckRunsForRef(..) => {
                 "https://docs.github.com/rest/checks/runs#list-check-runs-for-a-git-reference"
             }
+            Route::GetContents(..) => DOCS_CONTENTS,
         }
     }
 
@@ -214,7 +219,8 @@ impl Route {
             | Route::ListReviewComments(r, _)
             | Route::CreateCheckRun(r)
             | Route::GetCheckRun(r, _)
-            | Route::ListCheckRunsForRef(r, _) => Some(r),
+            | Route::ListCheckRunsForRef(r, _)
+            | Route::GetContents(r, _) => Some(r),
             _ => None,
         }
     }
@@ -278,6 +284,7 @@ impl Route {
             Route::CreateCheckRun(repo) => create_check_run(call, repo, caller, docs),
             Route::GetCheckRun(repo, id) => get_check_run(call, repo, *id, docs),
             Route::ListCheckRunsForRef(repo, git_ref) => list_check_runs(call, repo, git_ref, docs),
+            Route::GetContents(repo, path) => get_contents(call, repo, path, caller),
         }
     }
 }

@@ -202,7 +202,9 @@ pub(super) async fn serve_api(
         return reply;
     }
 
-    if !matches!(route, Route::RateLimit) {
+    // GitHub does not count `/rate_limit`, nor a conditional request
+    // answered 304, against the primary limit.
+    if !matches!(route, Route::RateLimit) && !not_modified(call, &route) {
         let charged = call.shared.model().charge_rate(ex.bucket);
         match charged {
             Ok(rate) => ex.rate = Some(rate),
@@ -294,8 +296,13 @@ pub(super) fn github_response(reply: Reply, rate: RateSnapshot) -> Response {
 
 /// The reply as a response with a JSON body and its own headers.
 pub(super) fn plain_response(reply: Reply) -> Response {
-    let body = if reply.status == StatusCode::NO_CONTENT {
+    let body = if matches!(
+        reply.status,
+        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+    ) {
         Body::empty()
+    } else if let (true, Value::String(raw)) = (is_raw(&reply), &reply.body) {
+        Body::from(raw.clone())
     } else {
         Body::from(reply.body.to_string())
     };

@@ -380,21 +380,22 @@ impl OpenApi {
     }
 }
 
-/// Matches path segments against a template; `{ref}` may span segments
-/// (`heads/feature/x`), as GitHub reads it.
+/// Matches path segments against a template; `{ref}` and `{path}` may span
+/// segments (`heads/feature/x`, `.github/task-list-completed.yml`), as
+/// GitHub reads them.
 fn match_template(template: &[String], segments: &[String]) -> Option<Vec<(String, String)>> {
     let mut params = Vec::new();
     let mut at = 0;
     for (i, part) in template.iter().enumerate() {
         let name = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'));
         match name {
-            Some("ref") => {
+            Some(name @ ("ref" | "path")) => {
                 let after = template.len() - i - 1;
                 let end = segments.len().checked_sub(after)?;
                 if end <= at {
                     return None;
                 }
-                params.push(("ref".to_owned(), segments[at..end].join("/")));
+                params.push((name.to_owned(), segments[at..end].join("/")));
                 at = end;
             }
             Some(name) => {
