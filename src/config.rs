@@ -108,6 +108,16 @@ pub struct Settings {
     /// $XDG_STATE_HOME/task-list-bot, or ~/.local/state/task-list-bot.
     #[arg(long, env = "STATE_DIRECTORY")]
     pub state_directory: Option<PathBuf>,
+    /// A PostgreSQL database (postgres://user:password@host/db) that holds
+    /// the pending set of every host, instead of SQLite in the state
+    /// directory. Under systemd, give it as the database-url credential.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// Check-run writes per second per installation across every worker
+    /// of every host sharing the database (needs DATABASE_URL). Unset: no
+    /// fleet-wide ceiling, only WRITE_RATE per worker.
+    #[arg(long, env = "FLEET_WRITE_RATE")]
+    pub fleet_write_rate: Option<String>,
     /// Serve Prometheus metrics at /metrics on this port plus the worker's
     /// number (WORKER=N: METRICS_PORT+N; otherwise METRICS_PORT itself).
     /// Unset: no metrics endpoint.
@@ -187,6 +197,11 @@ pub struct Config {
     pub worker: String,
     /// Where the durable pending set lives; `None` keeps it in memory.
     pub state_directory: Option<PathBuf>,
+    /// The PostgreSQL database shared by every host, which then holds the
+    /// pending set instead of the state directory.
+    pub database_url: Option<SecretString>,
+    /// The fleet-wide ceiling on writes per second per installation.
+    pub fleet_write_rate: Option<f64>,
     /// This worker's metrics endpoint; `None`: no metrics served.
     pub metrics: Option<MetricsEndpoint>,
     pub dry_run: bool,
@@ -300,6 +315,19 @@ impl Config {
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| std::process::id().to_string());
         let metrics = metrics_endpoint(settings, &worker)?;
+        let database_url = database_url(settings, credentials)?;
+        let fleet_write_rate = match &settings.fleet_write_rate {
+            Some(text) if !text.trim().is_empty() => {
+                if database_url.is_none() {
+                    return Err(ConfigError::new(
+                        "FLEET_WRITE_RATE",
+                        "needs DATABASE_URL: the ceiling is kept in the database every host shares",
+                    ));
+                }
+                Some(parse_positive_f64("FLEET_WRITE_RATE", text)?)
+            }
+            _ => None,
+        };
         Ok(Config {
             app,
             webhook_secret,
@@ -325,6 +353,8 @@ impl Config {
             limits,
             worker,
             state_directory: state_directory(settings)?,
+            database_url,
+            fleet_write_rate,
             metrics,
             dry_run: settings.dry_run,
         })
@@ -340,7 +370,37 @@ impl Config {
 
 /// Names of the environment variables that hold secrets, so that the binary
 /// can remove them before anything could hand its environment on.
-pub const SECRET_VARIABLES: [&str; 2] = ["PRIVATE_KEY", "WEBHOOK_SECRET"];
+pub const SECRET_VARIABLES: [&str; 3] = ["PRIVATE_KEY", "WEBHOOK_SECRET", "DATABASE_URL"];
+
+/// The database URL: the `database-url` credential, else `DATABASE_URL`.
+/// Errors show the URL with its password replaced.
+fn database_url(
+    settings: &Settings,
+    credentials: &CredentialFiles,
+) -> Result<Option<SecretString>, ConfigError> {
+    let from_credential = credentials
+        .read("database-url")
+        .map_err(|e| ConfigError::new("DATABASE_URL", format!("credential database-url: {e}")))?;
+    let url = match (from_credential, &settings.database_url) {
+        (Some(text), _) => text,
+        (None, Some(text)) => text.expose_secret().to_owned(),
+        (None, None) => return Ok(None),
+    };
+    let url = url.trim().to_owned();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if !crate::pending::is_postgres_url(&url) {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            format!(
+                "{} is not a PostgreSQL URL (postgres://user:password@host/database)",
+                crate::pending::redact_url(&url)
+            ),
+        ));
+    }
+    Ok(Some(SecretString::from(url)))
+}
 
 fn webhook_secret(
     settings: &Settings,
