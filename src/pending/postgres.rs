@@ -475,15 +475,15 @@ fn worth_retrying(error: &tokio_postgres::Error) -> bool {
     })
 }
 
-/// Records each delivery of `batch` in one transaction; items in key order,
-/// so that two hosts' overlapping batches lock rows in the same order.
+/// Records each delivery of `batch` in one transaction, in arrival order
+/// (claims are first come, first served). Two hosts recording overlapping
+/// batches in opposite orders can deadlock; PostgreSQL then aborts one
+/// transaction and the caller tries it again.
 async fn record_all(
     client: &mut deadpool_postgres::Object,
     batch: &[(WorkItem, String)],
 ) -> Result<Vec<Added>, tokio_postgres::Error> {
     let now = millis(SystemTime::now());
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by(|a, b| key(&batch[*a].0).cmp(&key(&batch[*b].0)));
     let transaction = client.transaction().await?;
     let remember = transaction
         .prepare_cached(
@@ -510,8 +510,7 @@ async fn record_all(
         )
         .await?;
     let mut outcomes = vec![Added::New; batch.len()];
-    for index in order {
-        let (item, delivery_id) = &batch[index];
+    for (index, (item, delivery_id)) in batch.iter().enumerate() {
         let (installation, repo, kind, target) = key(item);
         let seen_before = transaction.execute(&remember, &[delivery_id, &now]).await? == 0;
         if seen_before {
