@@ -1088,6 +1088,74 @@ mod tests {
     }
 
     #[test]
+    fn the_database_url_credential_wins_and_bad_urls_never_show_a_password() {
+        let dir = std::env::temp_dir().join(format!("tlb-db-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("database-url"),
+            "postgres://bot:from-credential@db/tlb\n",
+        )
+        .unwrap();
+        let settings = Settings {
+            database_url: Some("postgres://bot:from-env@db/tlb".into()),
+            ..valid()
+        };
+        let credentials = CredentialFiles {
+            directory: Some(dir.clone()),
+        };
+        let config = Config::from_settings(&settings, &credentials).unwrap();
+        assert_eq!(
+            config.database_url.as_ref().unwrap().expose_secret(),
+            "postgres://bot:from-credential@db/tlb"
+        );
+        assert!(!format!("{config:?}").contains("from-credential"));
+        std::fs::remove_dir_all(dir).unwrap();
+
+        let from_env = Config::from_settings(&settings, &CredentialFiles::default()).unwrap();
+        assert_eq!(
+            from_env.database_url.unwrap().expose_secret(),
+            "postgres://bot:from-env@db/tlb"
+        );
+
+        let mysql = Settings {
+            database_url: Some("mysql://bot:s3cret-db@db/tlb".into()),
+            ..valid()
+        };
+        let error = error_of(&mysql);
+        assert_eq!(error.name, "DATABASE_URL");
+        assert!(!error.to_string().contains("s3cret-db"), "{error}");
+        assert!(
+            error.to_string().contains("mysql://bot:***@db/tlb"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_fleet_write_rate_needs_the_shared_database() {
+        let alone = Settings {
+            fleet_write_rate: Some("2".into()),
+            ..valid()
+        };
+        assert_eq!(error_of(&alone).name, "FLEET_WRITE_RATE");
+        let shared = Settings {
+            database_url: Some("postgresql://bot@db/tlb".into()),
+            ..alone
+        };
+        let config = Config::from_settings(&shared, &CredentialFiles::default()).unwrap();
+        assert_eq!(config.fleet_write_rate, Some(2.0));
+        let off = Config::from_settings(&valid(), &CredentialFiles::default()).unwrap();
+        assert_eq!(
+            (off.fleet_write_rate, off.database_url.is_none()),
+            (None, true)
+        );
+        let zero = Settings {
+            fleet_write_rate: Some("0".into()),
+            ..shared
+        };
+        assert_eq!(error_of(&zero).name, "FLEET_WRITE_RATE");
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let config = Config::from_settings(&valid(), &CredentialFiles::default()).unwrap();
         let debug = format!("{config:?}");
