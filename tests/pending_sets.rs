@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use secrecy::SecretString;
 use task_list_bot::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
 use task_list_bot::pending::{
-    Added, FleetCeiling, Pause, PendingSet, PgOptions, PostgresPendingSet, RECHECK_DELAY,
-    SqlitePendingSet, WorkItem,
+    Added, DELIVERY_MEMORY, FleetCeiling, Pause, PendingSet, PgOptions, PostgresPendingSet,
+    RECHECK_DELAY, SqlitePendingSet, WorkItem,
 };
 use temp_dir::TempDir;
 
@@ -35,6 +35,10 @@ trait Backend {
     fn kill(&self, set: Self::Set);
     /// How long a dead worker's claims may stay out of the pool.
     fn recovery_time(&self) -> Duration;
+    /// Records `count` delivery ids as seen at `seen`.
+    fn remember(set: &Self::Set, prefix: &str, count: usize, seen: SystemTime);
+    /// Delivery ids the set remembers.
+    fn remembered(set: &Self::Set) -> usize;
 }
 
 struct Sqlite {
@@ -70,6 +74,13 @@ impl Backend for Sqlite {
     fn recovery_time(&self) -> Duration {
         Duration::from_secs(2)
     }
+    fn remember(set: &Self::Set, prefix: &str, count: usize, seen: SystemTime) {
+        set.remember_deliveries_for_test(prefix, count, seen)
+            .unwrap();
+    }
+    fn remembered(set: &Self::Set) -> usize {
+        set.remembered_deliveries().unwrap()
+    }
 }
 
 struct Postgres {
@@ -94,6 +105,13 @@ impl Backend for Postgres {
     }
     fn recovery_time(&self) -> Duration {
         TEST_LEASE.lease + Duration::from_secs(3)
+    }
+    fn remember(set: &Self::Set, prefix: &str, count: usize, seen: SystemTime) {
+        set.remember_deliveries_for_test(prefix, count, seen)
+            .unwrap();
+    }
+    fn remembered(set: &Self::Set) -> usize {
+        set.remembered_deliveries().unwrap()
     }
 }
 
@@ -376,6 +394,32 @@ mod cases {
         assert!(survivor.is_empty());
     }
 
+    pub fn old_delivery_ids_are_forgotten_in_batches_by_upkeep<B: Backend>(b: &B) {
+        let set = b.open();
+        let now = SystemTime::now();
+        let old = now - DELIVERY_MEMORY - Duration::from_secs(60);
+        B::remember(&set, "old", 1200, old);
+        B::remember(&set, "new", 10, now);
+        set.housekeeping(now).unwrap();
+        let after_one = B::remembered(&set);
+        assert!(
+            after_one < 1210 && after_one > 10,
+            "one batch at a time: {after_one}"
+        );
+        for _ in 0..3 {
+            set.housekeeping(now).unwrap();
+        }
+        assert_eq!(B::remembered(&set), 10);
+        // A recent id still makes a duplicate of its waiting item; a
+        // forgotten one is just another delivery.
+        assert_eq!(set.add(pull(1, 1), "first").unwrap(), Added::New);
+        assert_eq!(
+            set.add(pull(1, 1), "new-1").unwrap(),
+            Added::DuplicateDelivery
+        );
+        assert_eq!(set.add(pull(1, 1), "old-1").unwrap(), Added::Coalesced);
+    }
+
     /// Several workers, each on its own connection, claim concurrently from
     /// one set until it is empty: each item is claimed exactly once.
     pub fn concurrent_claims_never_hand_out_an_item_twice(b: &impl Backend) {
@@ -445,6 +489,7 @@ for_each_store!(
     an_add_by_one_worker_wakes_another,
     a_dead_workers_claims_return_to_the_pool,
     concurrent_claims_never_hand_out_an_item_twice,
+    old_delivery_ids_are_forgotten_in_batches_by_upkeep,
 );
 
 // PostgreSQL only: what only a fleet-wide store does.
