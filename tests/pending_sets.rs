@@ -677,3 +677,84 @@ fn url_database(url: &SecretString) -> String {
     let path = text.split("///").nth(1).unwrap();
     path.split('?').next().unwrap().to_owned()
 }
+
+/// `task-list-bot status` reads a fleet in PostgreSQL: every host's
+/// workers (alive while their lease holds), claims, pauses and drops, and
+/// never shows the database password.
+#[test]
+fn status_reads_the_fleet_from_the_database() {
+    use secrecy::ExposeSecret as _;
+    use task_list_bot::pending::{DroppedItem, WorkerFigures, read_fleet};
+    let url = pg::fresh_database();
+    let worker = PostgresPendingSet::open(&url, TEST_LEASE).unwrap();
+    let now = SystemTime::now();
+    worker
+        .record_worker(
+            &WorkerFigures {
+                name: "7".into(),
+                pid: 4242,
+                started: now,
+                deliveries: 3,
+                writes: 2,
+                unchanged: 1,
+                dropped: 1,
+                last_error: None,
+            },
+            now,
+        )
+        .unwrap();
+    worker.add(pull(1, 1), "d1").unwrap();
+    worker.add(pull(1, 2), "d2").unwrap();
+    worker.claim(InstallationId(1), now).unwrap().unwrap();
+    worker
+        .pause(InstallationId(1), now + Duration::from_secs(60))
+        .unwrap();
+    worker
+        .record_dropped(&DroppedItem {
+            item: pull(1, 9),
+            cause: "gone (404)".into(),
+            at: now,
+        })
+        .unwrap();
+
+    let snapshot = read_fleet(&url, SystemTime::now()).unwrap();
+    assert_eq!(snapshot.workers.len(), 1);
+    let row = &snapshot.workers[0];
+    assert!(row.lock_held, "its lease holds");
+    assert!(row.figures.name.ends_with("/7"), "{}", row.figures.name);
+    assert_eq!((row.figures.pid, row.figures.writes), (4242, 2));
+    assert_eq!(
+        (snapshot.backlog[0].items, snapshot.backlog[0].claimed),
+        (2, 1)
+    );
+    assert_eq!(snapshot.claimed[0].worker, row.figures.name);
+    assert_eq!(snapshot.pauses.len(), 1);
+    assert_eq!(snapshot.dropped[0].cause, "gone (404)");
+    assert_eq!(snapshot.dropped[0].worker, row.figures.name);
+
+    // The command itself, with a password in the URL it must not print.
+    let with_password = format!("{}&password=s3cret-pw", url.expose_secret());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_task-list-bot"))
+        .args(["status", "--json"])
+        .env_clear()
+        .env("DATABASE_URL", &with_password)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stdout.contains("s3cret-pw") && !stderr.contains("s3cret-pw"),
+        "{stdout}{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect(&stderr);
+    assert_eq!(report["workers"][0]["alive"], true, "{report}");
+    assert_eq!(output.status.code(), Some(0), "{report}");
+
+    // A worker whose lease ran out shows as not alive.
+    worker.crash_for_test();
+    let deadline = Instant::now() + TEST_LEASE.lease + Duration::from_secs(5);
+    while read_fleet(&url, SystemTime::now()).unwrap().workers[0].lock_held {
+        assert!(Instant::now() < deadline, "the lease never ran out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

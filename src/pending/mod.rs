@@ -24,7 +24,7 @@ use crate::github::{InstallationId, PullRequestRef, RepoName};
 
 pub use fleet::{DroppedItem, WorkerFigures};
 pub use postgres::{
-    CALL_TIMEOUT, POOL_SIZE, PgOptions, PostgresPendingSet, is_postgres_url, redact_url,
+    CALL_TIMEOUT, POOL_SIZE, PgOptions, PostgresPendingSet, is_postgres_url, read_fleet, redact_url,
 };
 pub use sqlite::{BUSY_TIMEOUT, DATABASE_FILE, RedeliveryRecord, SqlitePendingSet};
 pub use store::{Store, StoreHealth};

@@ -44,7 +44,10 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 
-use super::fleet::{DROPPED_KEEP, DROPPED_MAX_ROWS, WORKER_ROW_KEEP};
+use super::fleet::{
+    ClaimedItem, DROPPED_KEEP, DROPPED_MAX_ROWS, DroppedRow, FleetSnapshot, InstallationBacklog,
+    LISTED_MAX, PauseRow, WORKER_ROW_KEEP, WorkerRow,
+};
 use super::sqlite::key;
 use super::{
     Added, Backlog, Changed, Claim, DELIVERY_MEMORY, DroppedItem, FleetCeiling, Pause,
@@ -278,6 +281,155 @@ impl PostgresPendingSet {
             Ok(row.get::<_, i64>(0) as usize)
         })
     }
+}
+
+/// Reads what `task-list-bot status` shows from the fleet's database, in
+/// one read-only transaction: nothing is created, migrated or locked. A
+/// worker is alive while its lease holds; workers are named `host/WORKER`.
+pub fn read_fleet(url: &SecretString, now: SystemTime) -> Result<FleetSnapshot, PendingError> {
+    let config = tokio_postgres::Config::from_str(url.expose_secret())
+        .map_err(|e| PendingError(format!("not a PostgreSQL URL: {e}")))?;
+    // A thread of its own: the caller may be on an async runtime.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PendingError(format!("starting a runtime: {e}")))?;
+        runtime.block_on(async {
+            tokio::time::timeout(CALL_TIMEOUT, read_snapshot(&config, now))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(PendingError(format!(
+                        "the database did not answer within {} s",
+                        CALL_TIMEOUT.as_secs()
+                    )))
+                })
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err(PendingError("reading the fleet panicked".into())))
+}
+
+async fn read_snapshot(
+    config: &tokio_postgres::Config,
+    now: SystemTime,
+) -> Result<FleetSnapshot, PendingError> {
+    let (mut client, connection) = config.connect(NoTls).await.map_err(db_error)?;
+    let driver = tokio::spawn(connection);
+    let transaction = client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .map_err(db_error)?;
+    let now_ms = millis(now);
+    let workers = transaction
+        .query(
+            "SELECT w.owner, w.host || '/' || w.name, w.pid, w.started_ms, w.heartbeat_ms,
+                 w.deliveries, w.writes, w.unchanged, w.dropped, w.last_error,
+                 EXISTS (SELECT 1 FROM owners o
+                         WHERE o.owner = w.owner AND o.lease_until >= now())
+             FROM workers w ORDER BY w.host, w.name, w.started_ms",
+            &[],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| WorkerRow {
+            owner: row.get(0),
+            figures: WorkerFigures {
+                name: row.get(1),
+                pid: row.get::<_, i64>(2) as u32,
+                started: from_millis(row.get(3)),
+                deliveries: row.get::<_, i64>(5) as u64,
+                writes: row.get::<_, i64>(6) as u64,
+                unchanged: row.get::<_, i64>(7) as u64,
+                dropped: row.get::<_, i64>(8) as u64,
+                last_error: row.get(9),
+            },
+            heartbeat: from_millis(row.get(4)),
+            lock_held: row.get(10),
+        })
+        .collect();
+    let backlog = transaction
+        .query(
+            "SELECT installation, count(*), count(claimed_by), min(coalesce(received_ms, $1))
+             FROM pending GROUP BY installation ORDER BY installation",
+            &[&now_ms],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| InstallationBacklog {
+            installation: InstallationId(row.get::<_, i64>(0) as u64),
+            items: row.get::<_, i64>(1) as u64,
+            claimed: row.get::<_, i64>(2) as u64,
+            oldest: from_millis(row.get(3)),
+        })
+        .collect();
+    let claimed = transaction
+        .query(
+            "SELECT installation, repo, kind, target,
+                 coalesce((SELECT host || '/' || name FROM workers
+                           WHERE owner = pending.claimed_by), claimed_by)
+             FROM pending WHERE claimed_by IS NOT NULL
+             ORDER BY installation, sequence LIMIT $1",
+            &[&LISTED_MAX],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| ClaimedItem {
+            installation: InstallationId(row.get::<_, i64>(0) as u64),
+            repo: row.get(1),
+            kind: row.get(2),
+            target: row.get(3),
+            worker: row.get(4),
+        })
+        .collect();
+    let pauses = transaction
+        .query(
+            "SELECT installation, until_ms FROM pauses WHERE until_ms > $1 ORDER BY installation",
+            &[&now_ms],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| PauseRow {
+            installation: InstallationId(row.get::<_, i64>(0) as u64),
+            until: from_millis(row.get(1)),
+        })
+        .collect();
+    let dropped = transaction
+        .query(
+            "SELECT at_ms, installation, repo, kind, target, cause, worker FROM dropped
+             WHERE at_ms >= $1 ORDER BY at_ms DESC, id DESC LIMIT $2",
+            &[&(now_ms - DROPPED_KEEP.as_millis() as i64), &LISTED_MAX],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| DroppedRow {
+            at: from_millis(row.get(0)),
+            installation: InstallationId(row.get::<_, i64>(1) as u64),
+            repo: row.get(2),
+            kind: row.get(3),
+            target: row.get(4),
+            cause: row.get(5),
+            worker: row.get(6),
+        })
+        .collect();
+    transaction.commit().await.map_err(db_error)?;
+    drop(client);
+    let _ = driver.await;
+    Ok(FleetSnapshot {
+        workers,
+        backlog,
+        claimed,
+        pauses,
+        dropped,
+    })
 }
 
 /// Runs `future` on `runtime`, waiting at most `limit`. Works from any
@@ -922,7 +1074,8 @@ impl PendingSet for PostgresPendingSet {
                 .execute(
                     "INSERT INTO dropped (at_ms, installation, repo, kind, target, cause, worker)
                      VALUES ($1, $2, $3, $4, $5, $6,
-                         coalesce((SELECT name FROM workers WHERE owner = $7), $7))",
+                         coalesce((SELECT host || '/' || name FROM workers
+                                   WHERE owner = $7), $7))",
                     &[
                         &millis(dropped.at),
                         &installation,
