@@ -63,6 +63,10 @@ mod embedded {
 /// counts as failed.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a connection may go without an answer from the server before
+/// it counts as dead.
+const DEAD_PEER: Duration = Duration::from_secs(15);
+
 /// Connections per worker process: the store thread uses one at a time;
 /// the heartbeat and a call that outlived its timeout may hold others.
 /// `LISTEN` has a connection of its own besides.
@@ -167,6 +171,18 @@ impl PostgresPendingSet {
         }
         if config.get_application_name().is_none() {
             config.application_name("task-list-bot");
+        }
+        // A connection whose peer vanished (a host or network gone, no
+        // reset) must fail in seconds, not after TCP's two hours: unanswered
+        // sends give up after DEAD_PEER, idle connections are probed.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEAD_PEER);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config
+                .keepalives_idle(DEAD_PEER)
+                .keepalives_interval(Duration::from_secs(5))
+                .keepalives_retries(3);
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
