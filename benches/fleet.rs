@@ -20,6 +20,8 @@
 
 #[path = "../tests/support/fake_github/mod.rs"]
 mod fake_github;
+#[path = "../tests/support/postgres.rs"]
+mod pg;
 #[path = "../tests/support/webhooks.rs"]
 mod webhooks;
 
@@ -90,6 +92,10 @@ struct Args {
     /// Keep the run directories (worker logs, state) even when all is well.
     #[arg(long)]
     keep: bool,
+    /// Leave out the fleet with a PostgreSQL pending set (which needs
+    /// Debian's `postgresql` package: the bench starts its own server).
+    #[arg(long)]
+    no_postgres: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -228,8 +234,16 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         }
         runs.push(run?);
     }
+    let postgres = if args.no_postgres {
+        None
+    } else {
+        Some(run_postgres_ack(args, &bot, &sizes, args.workers[0]).await)
+    };
     let _ = std::fs::remove_dir_all(&bin_dir);
-    let rows = report::rows(&runs);
+    let mut rows = report::rows(&runs);
+    if let Some(postgres) = &postgres {
+        rows.extend(report::postgres_ack_rows(postgres));
+    }
     println!("\n{}", report::markdown(&rows));
     println!("{}", report::target_summary(&rows));
     print_details(&runs);
@@ -295,6 +309,7 @@ async fn run_fleet(
         private_key_path: project_file("tests/data/test-app-key.pem"),
         run_dir: run_dir.clone(),
         log_level: args.log_level.clone(),
+        database_url: None,
     };
     progress!("[{workers} workers] starting the fleet");
     // The first start creates the state directory's database; systemd
@@ -341,6 +356,72 @@ async fn run_fleet(
         logged_problems,
         noise: noise?,
         run_dir,
+    })
+}
+
+/// Figure 4 with a PostgreSQL pending set: a fleet of `workers` on a
+/// database of a server this process starts (Unix socket, on this
+/// machine), one burst, each delivery's acknowledgement timed.
+async fn run_postgres_ack(
+    args: &Args,
+    bot: &Path,
+    sizes: &Sizes,
+    workers: usize,
+) -> Result<report::PostgresAck, String> {
+    use secrecy::ExposeSecret as _;
+    let url = std::panic::catch_unwind(pg::fresh_database)
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "the PostgreSQL server did not start".to_owned())
+        })?
+        .expose_secret()
+        .to_owned();
+    let public_key = std::fs::read(project_file("tests/data/test-app-key.pub.pem"))
+        .map_err(|e| format!("reading the test key: {e}"))?;
+    let fake = FakeGitHub::start(APP_ID, &public_key).await;
+    fake.set_content_creation_limits(false);
+    let plans = Plans::seed(&fake, sizes);
+    let run_dir =
+        std::env::temp_dir().join(format!("tlb-fleet-{}-{workers}w-pg", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let settings = FleetSettings {
+        bot: bot.to_owned(),
+        workers,
+        github_host: fake.host(),
+        webhook_secret: WEBHOOK_SECRET.to_owned(),
+        private_key_path: project_file("tests/data/test-app-key.pem"),
+        run_dir: run_dir.clone(),
+        log_level: args.log_level.clone(),
+        database_url: Some(url),
+    };
+    progress!("[{workers} workers, PostgreSQL] starting the fleet");
+    let fleet = Fleet::start(&settings)
+        .await
+        .map_err(|e| format!("starting the fleet: {e:#}"))?;
+    tokio::time::sleep(SETTLE).await;
+    let bench = Bench {
+        fake: &fake,
+        fleet: &fleet,
+        secret: WEBHOOK_SECRET,
+        workers,
+    };
+    progress!(
+        "[{workers} workers, PostgreSQL] burst 1: {} opened events, 1 installation",
+        sizes.burst_events
+    );
+    let burst = scenarios::burst(&bench, &plans.burst_one).await;
+    let _ = fleet.stop().await;
+    if burst.verification.is_ok() && !args.keep {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    } else {
+        println!("PostgreSQL fleet's logs kept in {}", run_dir.display());
+    }
+    Ok(report::PostgresAck {
+        workers,
+        latencies: burst.ack_latencies,
+        verification: burst.verification,
     })
 }
 

@@ -110,6 +110,16 @@ pub struct Settings {
     /// $XDG_STATE_HOME/task-list-bot, or ~/.local/state/task-list-bot.
     #[arg(long, env = "STATE_DIRECTORY")]
     pub state_directory: Option<PathBuf>,
+    /// A PostgreSQL database (postgres://user:password@host/db) that holds
+    /// the pending set of every host, instead of SQLite in the state
+    /// directory. Under systemd, give it as the database-url credential.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// Check-run writes per second per installation across every worker
+    /// of every host sharing the database (needs DATABASE_URL). Unset: no
+    /// fleet-wide ceiling, only WRITE_RATE per worker.
+    #[arg(long, env = "FLEET_WRITE_RATE")]
+    pub fleet_write_rate: Option<String>,
     /// Serve Prometheus metrics at /metrics on this port plus the worker's
     /// number (WORKER=N: METRICS_PORT+N; otherwise METRICS_PORT itself).
     /// Unset: no metrics endpoint.
@@ -192,6 +202,11 @@ pub struct Config {
     pub worker: String,
     /// Where the durable pending set lives; `None` keeps it in memory.
     pub state_directory: Option<PathBuf>,
+    /// The PostgreSQL database shared by every host, which then holds the
+    /// pending set instead of the state directory.
+    pub database_url: Option<SecretString>,
+    /// The fleet-wide ceiling on writes per second per installation.
+    pub fleet_write_rate: Option<f64>,
     /// This worker's metrics endpoint; `None`: no metrics served.
     pub metrics: Option<MetricsEndpoint>,
     pub dry_run: bool,
@@ -305,6 +320,19 @@ impl Config {
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| std::process::id().to_string());
         let metrics = metrics_endpoint(settings, &worker)?;
+        let database_url = database_url(settings, credentials)?;
+        let fleet_write_rate = match &settings.fleet_write_rate {
+            Some(text) if !text.trim().is_empty() => {
+                if database_url.is_none() {
+                    return Err(ConfigError::new(
+                        "FLEET_WRITE_RATE",
+                        "needs DATABASE_URL: the ceiling is kept in the database every host shares",
+                    ));
+                }
+                Some(parse_positive_f64("FLEET_WRITE_RATE", text)?)
+            }
+            _ => None,
+        };
         Ok(Config {
             app,
             webhook_secret,
@@ -331,6 +359,8 @@ impl Config {
             limits,
             worker,
             state_directory: state_directory(settings)?,
+            database_url,
+            fleet_write_rate,
             metrics,
             dry_run: settings.dry_run,
         })
@@ -346,7 +376,37 @@ impl Config {
 
 /// Names of the environment variables that hold secrets, so that the binary
 /// can remove them before anything could hand its environment on.
-pub const SECRET_VARIABLES: [&str; 2] = ["PRIVATE_KEY", "WEBHOOK_SECRET"];
+pub const SECRET_VARIABLES: [&str; 3] = ["PRIVATE_KEY", "WEBHOOK_SECRET", "DATABASE_URL"];
+
+/// The database URL: the `database-url` credential, else `DATABASE_URL`.
+/// Errors show the URL with its password replaced.
+fn database_url(
+    settings: &Settings,
+    credentials: &CredentialFiles,
+) -> Result<Option<SecretString>, ConfigError> {
+    let from_credential = credentials
+        .read("database-url")
+        .map_err(|e| ConfigError::new("DATABASE_URL", format!("credential database-url: {e}")))?;
+    let url = match (from_credential, &settings.database_url) {
+        (Some(text), _) => text,
+        (None, Some(text)) => text.expose_secret().to_owned(),
+        (None, None) => return Ok(None),
+    };
+    let url = url.trim().to_owned();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if !crate::pending::is_postgres_url(&url) {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            format!(
+                "{} is not a PostgreSQL URL (postgres://user:password@host/database)",
+                crate::pending::redact_url(&url)
+            ),
+        ));
+    }
+    Ok(Some(SecretString::from(url)))
+}
 
 fn webhook_secret(
     settings: &Settings,
@@ -1031,6 +1091,74 @@ mod tests {
         let config = Config::from_settings(&settings, &credentials).unwrap();
         assert_eq!(config.webhook_secret.expose_secret(), "from-credential");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_database_url_credential_wins_and_bad_urls_never_show_a_password() {
+        let dir = std::env::temp_dir().join(format!("tlb-db-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("database-url"),
+            "postgres://bot:from-credential@db/tlb\n",
+        )
+        .unwrap();
+        let settings = Settings {
+            database_url: Some("postgres://bot:from-env@db/tlb".into()),
+            ..valid()
+        };
+        let credentials = CredentialFiles {
+            directory: Some(dir.clone()),
+        };
+        let config = Config::from_settings(&settings, &credentials).unwrap();
+        assert_eq!(
+            config.database_url.as_ref().unwrap().expose_secret(),
+            "postgres://bot:from-credential@db/tlb"
+        );
+        assert!(!format!("{config:?}").contains("from-credential"));
+        std::fs::remove_dir_all(dir).unwrap();
+
+        let from_env = Config::from_settings(&settings, &CredentialFiles::default()).unwrap();
+        assert_eq!(
+            from_env.database_url.unwrap().expose_secret(),
+            "postgres://bot:from-env@db/tlb"
+        );
+
+        let mysql = Settings {
+            database_url: Some("mysql://bot:s3cret-db@db/tlb".into()),
+            ..valid()
+        };
+        let error = error_of(&mysql);
+        assert_eq!(error.name, "DATABASE_URL");
+        assert!(!error.to_string().contains("s3cret-db"), "{error}");
+        assert!(
+            error.to_string().contains("mysql://bot:***@db/tlb"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_fleet_write_rate_needs_the_shared_database() {
+        let alone = Settings {
+            fleet_write_rate: Some("2".into()),
+            ..valid()
+        };
+        assert_eq!(error_of(&alone).name, "FLEET_WRITE_RATE");
+        let shared = Settings {
+            database_url: Some("postgresql://bot@db/tlb".into()),
+            ..alone
+        };
+        let config = Config::from_settings(&shared, &CredentialFiles::default()).unwrap();
+        assert_eq!(config.fleet_write_rate, Some(2.0));
+        let off = Config::from_settings(&valid(), &CredentialFiles::default()).unwrap();
+        assert_eq!(
+            (off.fleet_write_rate, off.database_url.is_none()),
+            (None, true)
+        );
+        let zero = Settings {
+            fleet_write_rate: Some("0".into()),
+            ..shared
+        };
+        assert_eq!(error_of(&zero).name, "FLEET_WRITE_RATE");
     }
 
     #[test]

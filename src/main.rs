@@ -96,6 +96,11 @@ enum Command {
         /// ~/.local/state/task-list-bot.
         #[arg(long, env = "STATE_DIRECTORY")]
         state_directory: Option<PathBuf>,
+        /// The fleet's PostgreSQL database, when the pending set lives
+        /// there (read instead of the state directory). Default: the URL in
+        /// /etc/task-list-bot/database-url when that file is readable.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<secrecy::SecretString>,
     },
     /// Print this manual page (roff) to standard output.
     #[command(hide = true)]
@@ -137,7 +142,11 @@ fn main() -> ExitCode {
             json,
             max_age,
             state_directory,
-        } => status(state_directory, max_age, json),
+            database_url,
+        } => match database_url.or_else(packaged_database_url) {
+            Some(url) => fleet_status(&url, max_age, json),
+            None => status(state_directory, max_age, json),
+        },
         Command::Man => man_page(),
     }
 }
@@ -460,6 +469,38 @@ fn status(state_directory: Option<PathBuf>, max_age: std::time::Duration, json: 
                 }
             };
             eprintln!("task-list-bot status: {error}\n{hint}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Where the package's hosts keep the database URL (the workers' credential).
+const PACKAGED_DATABASE_URL: &str = "/etc/task-list-bot/database-url";
+
+fn packaged_database_url() -> Option<secrecy::SecretString> {
+    let text = std::fs::read_to_string(PACKAGED_DATABASE_URL).ok()?;
+    let url = text.trim();
+    (!url.is_empty()).then(|| secrecy::SecretString::from(url.to_owned()))
+}
+
+/// `status` of a fleet whose pending set is in PostgreSQL.
+fn fleet_status(url: &secrecy::SecretString, max_age: std::time::Duration, json: bool) -> ExitCode {
+    use secrecy::ExposeSecret as _;
+    let shown = task_list_bot::pending::redact_url(url.expose_secret());
+    let now = std::time::SystemTime::now();
+    match task_list_bot::pending::read_fleet(url, now) {
+        Ok(snapshot) => {
+            let report =
+                task_list_bot::status::Report::new(Path::new(&shown), &snapshot, max_age, now);
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(error) => {
+            eprintln!("task-list-bot status: {shown}: {error}");
             ExitCode::from(2)
         }
     }

@@ -173,7 +173,7 @@ fn environment() -> Roff {
         ),
         (
             "CREDENTIALS_DIRECTORY",
-            "Set by systemd (LoadCredential=). The files private-key and webhook-secret in it take precedence over PRIVATE_KEY, PRIVATE_KEY_PATH, WEBHOOK_SECRET and WEBHOOK_SECRET_PATH.",
+            "Set by systemd (LoadCredential=). The files private-key and webhook-secret in it take precedence over PRIVATE_KEY, PRIVATE_KEY_PATH, WEBHOOK_SECRET and WEBHOOK_SECRET_PATH; database-url, when present, over DATABASE_URL.",
         ),
         (
             "XDG_STATE_HOME, HOME",
@@ -220,6 +220,10 @@ fn files() -> Roff {
         (
             "/etc/task-list-bot/private-key.pem, /etc/task-list-bot/webhook-secret",
             "The App's private key and the webhook secret, readable by root only, handed to the workers with LoadCredential=.",
+        ),
+        (
+            "/etc/task-list-bot/database-url",
+            "Optional: the PostgreSQL URL (with its password) of a pending set shared by several hosts, readable by root only, handed to the workers as the database-url credential by a drop-in (README, Several hosts).",
         ),
         (
             "/var/lib/task-list-bot/pending.sqlite3",

@@ -683,6 +683,7 @@ impl Worker {
             .waiting_on_limiter
             .fetch_add(1, Ordering::Relaxed);
         self.limiter.until_key_ready(&installation).await;
+        self.pending.wait_for_fleet_write_slot(installation).await;
         self.stats
             .waiting_on_limiter
             .fetch_sub(1, Ordering::Relaxed);

@@ -46,6 +46,8 @@ pub struct FleetSettings {
     /// Holds the state directory, notify sockets and worker logs.
     pub run_dir: PathBuf,
     pub log_level: String,
+    /// The fleet's PostgreSQL pending set, instead of the state directory.
+    pub database_url: Option<String>,
 }
 
 /// The figures of a worker's `STATUS=` line (`pending N, waiting on limiter
@@ -443,6 +445,9 @@ fn worker_command(settings: &FleetSettings, number: usize, notify_path: &Path) -
         .env("WRITE_RATE", "1")
         .env("LOG_LEVEL", &settings.log_level)
         .current_dir(&settings.run_dir);
+    if let Some(url) = &settings.database_url {
+        command.env("DATABASE_URL", url);
+    }
     command
 }
 

@@ -67,6 +67,41 @@ pub struct Row {
     pub verdict: Verdict,
 }
 
+/// Figure 4 with the fleet's PostgreSQL pending set: the same burst, each
+/// delivery answered once its transaction committed on a local server.
+pub fn postgres_ack_rows(outcome: &Result<PostgresAck, String>) -> Vec<Row> {
+    const FIGURE: &str = "4. Ack latency, burst 1, PostgreSQL store";
+    match outcome {
+        Ok(ack) => {
+            let mut rows = ack_row(FIGURE, ack.workers, &ack.latencies);
+            if !ack.verification.is_ok() {
+                rows.push(Row {
+                    figure: "4. PostgreSQL store: checks".to_owned(),
+                    workers: ack.workers,
+                    measured: ack.verification.problems.join("; "),
+                    reference: "one check per pull request".to_owned(),
+                    verdict: Verdict::Failed,
+                });
+            }
+            rows
+        }
+        Err(why) => vec![Row {
+            figure: FIGURE.to_owned(),
+            workers: 0,
+            measured: format!("not run: {why}"),
+            reference: format!("p99 < {} ms", ACK_P99_TARGET.as_millis()),
+            verdict: Verdict::Failed,
+        }],
+    }
+}
+
+/// What the PostgreSQL fleet measured.
+pub struct PostgresAck {
+    pub workers: usize,
+    pub latencies: Vec<Duration>,
+    pub verification: Verification,
+}
+
 /// All rows, figure by figure, each fleet size under the other.
 pub fn rows(runs: &[FleetRun]) -> Vec<Row> {
     let mut rows = Vec::new();
@@ -250,7 +285,7 @@ fn realistic_rows(run: &FleetRun) -> Vec<Row> {
     ]
 }
 
-fn ack_row(figure: &str, workers: usize, latencies: &[Duration]) -> Vec<Row> {
+pub fn ack_row(figure: &str, workers: usize, latencies: &[Duration]) -> Vec<Row> {
     let p99 = percentile(latencies, 0.99);
     vec![Row {
         figure: figure.to_owned(),

@@ -7,6 +7,7 @@
 //! claim, done, retry later), so that the store behind it can change.
 
 pub mod fleet;
+mod postgres;
 mod sqlite;
 mod store;
 mod wake;
@@ -22,6 +23,9 @@ use tokio::sync::Notify;
 use crate::github::{InstallationId, PullRequestRef, RepoName};
 
 pub use fleet::{DroppedItem, WorkerFigures};
+pub use postgres::{
+    CALL_TIMEOUT, POOL_SIZE, PgOptions, PostgresPendingSet, is_postgres_url, read_fleet, redact_url,
+};
 pub use sqlite::{BUSY_TIMEOUT, DATABASE_FILE, RedeliveryRecord, SqlitePendingSet};
 pub use store::{Store, StoreHealth};
 
@@ -220,6 +224,31 @@ pub enum Added {
     DuplicateDelivery,
 }
 
+/// `FLEET_WRITE_RATE`: a ceiling on check-run writes per installation
+/// shared by every worker of every host, kept in a store they all share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FleetCeiling {
+    /// The time one write takes of the ceiling: 1 / the rate.
+    pub interval: Duration,
+    /// Writes that may go at once after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
+impl FleetCeiling {
+    /// `rate` writes per second per installation, one at a time.
+    pub fn per_second(rate: f64) -> FleetCeiling {
+        FleetCeiling {
+            interval: Duration::from_secs_f64(1.0 / rate),
+            burst: 1,
+        }
+    }
+
+    /// How far ahead of its turn a write may go (GCRA's tolerance).
+    pub fn tolerance(&self) -> Duration {
+        self.interval * self.burst.saturating_sub(1)
+    }
+}
+
 /// A future that resolves when the set may have changed.
 pub type Changed<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
@@ -303,6 +332,18 @@ pub trait PendingSet: Send + Sync + 'static {
     /// Remembers an item given up on, for `task-list-bot status`.
     fn record_dropped(&self, _dropped: &DroppedItem) -> Result<(), PendingError> {
         Ok(())
+    }
+
+    /// Asks the fleet-wide ceiling for a write slot of `installation`:
+    /// `None` takes it (write now), `Some(wait)` means ask again after
+    /// `wait`. Only a store every host shares keeps the ceiling; the others
+    /// always grant (each process's own limiter still applies).
+    fn fleet_write_slot(
+        &self,
+        _installation: InstallationId,
+        _ceiling: &FleetCeiling,
+    ) -> Result<Option<Duration>, PendingError> {
+        Ok(None)
     }
 
     /// Upkeep off the request path, run by the store thread now and then:

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::{
-    Added, Backlog, Changed, Claim, DroppedItem, Pause, PendingError, PendingSet, WorkItem,
-    WorkerFigures,
+    Added, Backlog, Changed, Claim, DroppedItem, FleetCeiling, Pause, PendingError, PendingSet,
+    WorkItem, WorkerFigures,
 };
 use crate::github::InstallationId;
 
@@ -63,6 +63,8 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
     set: Arc<dyn PendingSet>,
     figures: Arc<Figures>,
+    /// `FLEET_WRITE_RATE`, once set.
+    fleet_ceiling: std::sync::OnceLock<FleetCeiling>,
 }
 
 /// What the store thread reports about itself, read without asking it.
@@ -150,7 +152,12 @@ impl Store {
             .spawn(move || serve(&*thread_set, &receiver, &thread_figures))
             .map_err(|e| anyhow::anyhow!("starting the store thread: {e}"))?;
         Ok(Store {
-            inner: Arc::new(Inner { jobs, set, figures }),
+            inner: Arc::new(Inner {
+                jobs,
+                set,
+                figures,
+                fleet_ceiling: std::sync::OnceLock::new(),
+            }),
         })
     }
 
@@ -212,6 +219,40 @@ impl Store {
                 figures.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
                 *figures.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(error.to_string());
+            }
+        }
+    }
+
+    /// Sets the fleet-wide write ceiling every write waits for (see
+    /// [`wait_for_fleet_write_slot`](Self::wait_for_fleet_write_slot));
+    /// only the first call counts.
+    pub fn set_fleet_ceiling(&self, ceiling: FleetCeiling) {
+        let _ = self.inner.fleet_ceiling.set(ceiling);
+    }
+
+    /// Waits until the fleet-wide ceiling grants `installation` a write,
+    /// when one is set. A store that cannot be asked grants it: the write
+    /// then goes at this worker's own pace (its limiter still holds), since
+    /// holding every write back for a store outage would stall the fleet.
+    pub async fn wait_for_fleet_write_slot(&self, installation: InstallationId) {
+        let Some(ceiling) = self.inner.fleet_ceiling.get().copied() else {
+            return;
+        };
+        loop {
+            match self
+                .call(move |set| set.fleet_write_slot(installation, &ceiling))
+                .await
+            {
+                Ok(None) => return,
+                Ok(Some(wait)) => tokio::time::sleep(wait).await,
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        installation_id = installation.0,
+                        "cannot ask the fleet-wide write ceiling; writing at this worker's pace"
+                    );
+                    return;
+                }
             }
         }
     }

@@ -26,7 +26,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::github::{GitHub, RetryPolicy};
 use crate::metrics::{self, Exporter};
-use crate::pending::{MemoryPendingSet, PendingSet, SqlitePendingSet, Store};
+use crate::pending::{
+    FleetCeiling, MemoryPendingSet, PendingSet, PgOptions, PostgresPendingSet, SqlitePendingSet,
+    Store,
+};
 use crate::repo_settings::{
     RepoSettings, SettingsCache, cache::DEFAULT_MAX_AGE as SETTINGS_MAX_AGE,
 };
@@ -62,11 +65,14 @@ pub struct Bot {
 
 impl Bot {
     /// Builds the bot from validated settings: the pending set is the
-    /// shared store in the state directory, or in memory when there is none.
+    /// PostgreSQL database every host shares when `DATABASE_URL` names one,
+    /// else the host's store in the state directory, else in memory.
     pub fn new(config: Config) -> crate::Result<Bot> {
-        let pending: Arc<dyn PendingSet> = match &config.state_directory {
-            Some(dir) if !config.dry_run => Arc::new(SqlitePendingSet::open(dir)?),
-            _ => Arc::new(MemoryPendingSet::new()),
+        let pending: Arc<dyn PendingSet> = match (&config.database_url, &config.state_directory) {
+            _ if config.dry_run => Arc::new(MemoryPendingSet::new()),
+            (Some(url), _) => Arc::new(PostgresPendingSet::open(url, PgOptions::default())?),
+            (None, Some(dir)) => Arc::new(SqlitePendingSet::open(dir)?),
+            (None, None) => Arc::new(MemoryPendingSet::new()),
         };
         Bot::with_pending(config, pending)
     }
@@ -74,6 +80,9 @@ impl Bot {
     /// Builds the bot around a given pending set.
     pub fn with_pending(config: Config, set: Arc<dyn PendingSet>) -> crate::Result<Bot> {
         let pending = Store::spawn(Arc::clone(&set))?;
+        if let Some(rate) = config.fleet_write_rate {
+            pending.set_fleet_ceiling(FleetCeiling::per_second(rate));
+        }
         let stats = Arc::new(Stats::default());
         let metrics = config.metrics.as_ref().map(Exporter::bind).transpose()?;
         metrics::worker(&config.worker);

@@ -5,5 +5,6 @@
 
 pub mod bot;
 pub mod fake_github;
+pub mod postgres;
 pub mod temp_dir;
 pub mod webhooks;
