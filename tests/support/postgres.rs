@@ -99,8 +99,15 @@ impl PgServer {
                 "nobody".to_owned()
             }
         });
-        // Short: a Unix socket path has about 100 bytes.
-        let dir = std::env::temp_dir().join(format!("tlb-pg-{}", std::process::id()));
+        // Short: a Unix socket path has about 100 bytes. The server's own
+        // user must reach it: TMPDIR may be a directory only root can
+        // enter, /tmp never is.
+        let base = if run_as.is_some() {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("tlb-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         if let Some(user) = &run_as {
