@@ -402,6 +402,20 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The rate limit this refusal reports, if it is one (primary or
+    /// secondary, with or without `Retry-After`).
+    fn rate_limited(&self) -> Option<GitHubError> {
+        let message = error_message(&self.body);
+        let (limit, retry_after) =
+            rate_limit(self.status, &self.headers, &message, SystemTime::now())?;
+        Some(GitHubError::RateLimited {
+            limit,
+            retry_after,
+            status: self.status.as_u16(),
+            request_id: self.request_id(),
+        })
+    }
+
     pub fn request_id(&self) -> String {
         header_str(&self.headers, "x-github-request-id")
             .unwrap_or("-")
@@ -506,16 +520,8 @@ impl Requester {
                     continue;
                 }
                 Ok(Attempt::Answer(answer)) => {
-                    let message = error_message(&answer.body);
-                    if let Some((limit, retry_after)) =
-                        rate_limit(answer.status, &answer.headers, &message, SystemTime::now())
-                    {
-                        return Err(GitHubError::RateLimited {
-                            limit,
-                            retry_after,
-                            status: answer.status.as_u16(),
-                            request_id: answer.request_id(),
-                        });
+                    if let Some(limited) = answer.rate_limited() {
+                        return Err(limited);
                     }
                     let error = status_error(&method, &target, &answer);
                     if !answer.status.is_server_error() {
@@ -679,16 +685,8 @@ impl Requester {
                     return Ok(answer);
                 }
                 Ok(Ok(answer)) => {
-                    let message = error_message(&answer.body);
-                    if let Some((limit, retry_after)) =
-                        rate_limit(answer.status, &answer.headers, &message, SystemTime::now())
-                    {
-                        return Err(GitHubError::RateLimited {
-                            limit,
-                            retry_after,
-                            status: answer.status.as_u16(),
-                            request_id: answer.request_id(),
-                        });
+                    if let Some(limited) = answer.rate_limited() {
+                        return Err(limited);
                     }
                     let error = status_error(&Method::GET, path, &answer);
                     if !answer.status.is_server_error() {
