@@ -445,14 +445,7 @@ fn status(state_directory: Option<PathBuf>, max_age: std::time::Duration, json: 
         return ExitCode::from(2);
     };
     match task_list_bot::status::check(&directory, max_age, std::time::SystemTime::now()) {
-        Ok(report) => {
-            if json {
-                println!("{}", report.to_json());
-            } else {
-                print!("{}", report.to_text());
-            }
-            ExitCode::from(report.exit_code())
-        }
+        Ok(report) => print_status(&report, json),
         Err(error) => {
             let hint = match &error {
                 FleetReadError::Missing(_) => format!(
@@ -489,16 +482,10 @@ fn fleet_status(url: &secrecy::SecretString, max_age: std::time::Duration, json:
     let shown = task_list_bot::pending::redact_url(url.expose_secret());
     let now = std::time::SystemTime::now();
     match task_list_bot::pending::read_fleet(url, now) {
-        Ok(snapshot) => {
-            let report =
-                task_list_bot::status::Report::new(Path::new(&shown), &snapshot, max_age, now);
-            if json {
-                println!("{}", report.to_json());
-            } else {
-                print!("{}", report.to_text());
-            }
-            ExitCode::from(report.exit_code())
-        }
+        Ok(snapshot) => print_status(
+            &task_list_bot::status::Report::new(Path::new(&shown), &snapshot, max_age, now),
+            json,
+        ),
         Err(error) => {
             eprintln!("task-list-bot status: {shown}: {error}");
             ExitCode::from(2)
@@ -695,4 +682,15 @@ fn read_input(file: Option<&Path>) -> Result<String, String> {
             Ok(text)
         }
     }
+}
+
+/// Prints a `status` report as text or JSON; its exit code says how the
+/// fleet is.
+fn print_status(report: &task_list_bot::status::Report, json: bool) -> ExitCode {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    ExitCode::from(report.exit_code())
 }
