@@ -63,31 +63,61 @@ impl Event {
             event: event_name.to_owned(),
             source,
         };
-        let envelope: Envelope = serde_json::from_slice(payload).map_err(fail)?;
-        let action = envelope.action.as_deref().unwrap_or("");
+        if !is_handled_event(event_name) {
+            // Only the envelope: what is not handled is not read further.
+            let envelope: Envelope = serde_json::from_slice(payload).map_err(fail)?;
+            let action = envelope.action.as_deref().unwrap_or("");
+            return Ok(Event::Ignored {
+                reason: format!("{event_name}.{action} is not handled"),
+            });
+        }
+        // One pass over the payload (the acknowledgement waits for it). An
+        // action the bot does not handle may carry parts of another shape:
+        // those deliveries are read again as an envelope only.
+        let p: Payload = match serde_json::from_slice(payload) {
+            Ok(p) => p,
+            Err(error) => {
+                let envelope: Envelope = serde_json::from_slice(payload).map_err(fail)?;
+                let action = envelope.action.as_deref().unwrap_or("");
+                if is_handled(event_name, action) {
+                    return Err(fail(error));
+                }
+                return Ok(Event::Ignored {
+                    reason: format!("{event_name}.{action} is not handled"),
+                });
+            }
+        };
+        let action = p.action.as_deref().unwrap_or("");
         if !is_handled(event_name, action) {
             return Ok(Event::Ignored {
                 reason: format!("{event_name}.{action} is not handled"),
             });
         }
-        let Some(installation) = envelope.installation else {
+        let Some(installation) = p.installation else {
             return Ok(Event::Ignored {
                 reason: "no installation in payload".into(),
             });
         };
         let installation = InstallationId(installation.id);
+        let missing = |field| {
+            fail(<serde_json::Error as serde::de::Error>::missing_field(
+                field,
+            ))
+        };
+        let repo = RepoName(p.repository.ok_or_else(|| missing("repository"))?.full_name);
         match event_name {
-            "merge_group" => {
-                let p: MergeGroupPayload = serde_json::from_slice(payload).map_err(fail)?;
-                Ok(Event::MergeGroupChecksRequested {
-                    installation,
-                    repo: p.repository.name(),
-                    head_sha: p.merge_group.head_sha,
-                })
-            }
+            "merge_group" => Ok(Event::MergeGroupChecksRequested {
+                installation,
+                repo,
+                head_sha: p
+                    .merge_group
+                    .ok_or_else(|| missing("merge_group"))?
+                    .head_sha,
+            }),
             "issue_comment" => {
-                let p: IssueCommentPayload = serde_json::from_slice(payload).map_err(fail)?;
-                if p.issue.pull_request.is_none() {
+                let issue = p.issue.ok_or_else(|| missing("issue"))?;
+                let comment = p.comment.ok_or_else(|| missing("comment"))?;
+                if issue.pull_request.is_none() {
                     return Ok(Event::Ignored {
                         reason: "comment on an issue, not a pull request".into(),
                     });
@@ -96,38 +126,35 @@ impl Event {
                     superseded_head: None,
                     pull: PullRequestRef {
                         installation,
-                        repo: p.repository.name(),
-                        number: PullNumber(p.issue.number),
+                        repo,
+                        number: PullNumber(issue.number),
                     },
                     snapshot: PayloadSnapshot {
                         // issue_comment payloads carry no head sha.
                         head_sha: None,
-                        author: p.issue.user.login,
-                        body: p.issue.body,
-                        discussion: vec![(
-                            p.comment.user.login,
-                            p.comment.body.unwrap_or_default(),
-                        )],
+                        author: issue.user.login,
+                        body: issue.body,
+                        discussion: vec![(comment.user.login, comment.body.unwrap_or_default())],
                     },
                 })
             }
             _ => {
-                let p: PullRequestPayload = serde_json::from_slice(payload).map_err(fail)?;
+                let pull_request = p.pull_request.ok_or_else(|| missing("pull_request"))?;
                 let pull = PullRequestRef {
                     installation,
-                    repo: p.repository.name(),
-                    number: PullNumber(p.pull_request.number),
+                    repo,
+                    number: PullNumber(pull_request.number),
                 };
                 if event_name == "pull_request" && action == "closed" {
                     return Ok(Event::PullRequestClosed {
                         pull,
-                        head_sha: p.pull_request.head.sha,
-                        merged: p.pull_request.merged.unwrap_or(false),
+                        head_sha: pull_request.head.sha,
+                        merged: pull_request.merged.unwrap_or(false),
                     });
                 }
                 let superseded_head = p
                     .before
-                    .filter(|before| action == "synchronize" && *before != p.pull_request.head.sha)
+                    .filter(|before| action == "synchronize" && *before != pull_request.head.sha)
                     .filter(|before| before.bytes().any(|b| b != b'0'));
                 let mut discussion = Vec::new();
                 for item in [p.review, p.comment].into_iter().flatten() {
@@ -137,9 +164,9 @@ impl Event {
                     pull,
                     superseded_head,
                     snapshot: PayloadSnapshot {
-                        head_sha: Some(p.pull_request.head.sha),
-                        author: p.pull_request.user.login,
-                        body: p.pull_request.body,
+                        head_sha: Some(pull_request.head.sha),
+                        author: pull_request.user.login,
+                        body: pull_request.body,
                         discussion,
                     },
                 })
@@ -231,6 +258,18 @@ impl Push {
 /// The events and actions the old app reacted to, plus comment and review
 /// edits and deletions, which change tasks just as much, and `closed`,
 /// which ends the pull request's check.
+/// Whether some action of `event` is handled.
+fn is_handled_event(event: &str) -> bool {
+    matches!(
+        event,
+        "pull_request"
+            | "issue_comment"
+            | "pull_request_review"
+            | "pull_request_review_comment"
+            | "merge_group"
+    )
+}
+
 fn is_handled(event: &str, action: &str) -> bool {
     match event {
         "pull_request" => matches!(
@@ -248,7 +287,6 @@ fn is_handled(event: &str, action: &str) -> bool {
 #[derive(Deserialize)]
 struct Envelope {
     action: Option<String>,
-    installation: Option<Installation>,
 }
 
 #[derive(Deserialize)]
@@ -259,12 +297,6 @@ struct Installation {
 #[derive(Deserialize)]
 struct Repository {
     full_name: String,
-}
-
-impl Repository {
-    fn name(&self) -> RepoName {
-        RepoName(self.full_name.clone())
-    }
 }
 
 #[derive(Deserialize)]
@@ -278,14 +310,20 @@ struct Authored {
     body: Option<String>,
 }
 
+/// Every part of a handled delivery the bot reads, whichever its event:
+/// one pass decodes them all.
 #[derive(Deserialize)]
-struct PullRequestPayload {
-    repository: Repository,
+struct Payload {
+    action: Option<String>,
+    installation: Option<Installation>,
+    repository: Option<Repository>,
     /// `synchronize` only: the head commit before the push.
     before: Option<String>,
-    pull_request: PullRequest,
+    pull_request: Option<PullRequest>,
     review: Option<Authored>,
     comment: Option<Authored>,
+    issue: Option<Issue>,
+    merge_group: Option<MergeGroup>,
 }
 
 #[derive(Deserialize)]
@@ -303,25 +341,12 @@ struct Head {
 }
 
 #[derive(Deserialize)]
-struct IssueCommentPayload {
-    repository: Repository,
-    issue: Issue,
-    comment: Authored,
-}
-
-#[derive(Deserialize)]
 struct Issue {
     number: u64,
     body: Option<String>,
     user: User,
     /// Present only when the issue is a pull request.
     pull_request: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct MergeGroupPayload {
-    repository: Repository,
-    merge_group: MergeGroup,
 }
 
 #[derive(Deserialize)]
@@ -515,5 +540,35 @@ mod tests {
                 .to_string()
                 .starts_with("malformed pull_request payload")
         );
+    }
+
+    #[test]
+    fn a_handled_action_without_its_parts_names_what_is_missing() {
+        let mut payload = pull_request_payload("opened");
+        payload.as_object_mut().unwrap().remove("pull_request");
+        let error = Event::decode("pull_request", payload.to_string().as_bytes()).unwrap_err();
+        assert!(
+            error.to_string().contains("missing field `pull_request`"),
+            "{error}"
+        );
+
+        let mut payload = pull_request_payload("opened");
+        payload.as_object_mut().unwrap().remove("repository");
+        let error = Event::decode("pull_request", payload.to_string().as_bytes()).unwrap_err();
+        assert!(
+            error.to_string().contains("missing field `repository`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_action_not_handled_is_ignored_whatever_shape_its_parts_have() {
+        let payload = json!({"action": "labeled", "installation": {"id": 1}, "pull_request": 5});
+        assert!(matches!(
+            decode("pull_request", &payload),
+            Event::Ignored { reason } if reason == "pull_request.labeled is not handled"
+        ));
+        let broken = Event::decode("pull_request", b"{\"action\": \"labeled\"");
+        assert!(broken.is_err(), "a payload that is not JSON is an error");
     }
 }
