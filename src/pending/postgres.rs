@@ -643,67 +643,75 @@ fn worth_retrying(error: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// Records one delivery: remembers its id; a delivery seen before whose
+/// work still waits is a duplicate and adds nothing; anything else is
+/// upserted into `pending`. One statement, so that a batch is pipelined:
+/// its statements go out together and run in order, each seeing the ones
+/// before it. Returns (duplicate, inserted).
+const RECORD_DELIVERY: &str = "
+    WITH remembered AS (
+        INSERT INTO deliveries (id, seen_ms) VALUES ($5, $6)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING 1
+    ), duplicate AS (
+        SELECT 1 FROM pending
+        WHERE installation = $1 AND repo = $2 AND kind = $3 AND target = $4
+          AND claimed_by IS NULL
+          AND NOT EXISTS (SELECT 1 FROM remembered)
+    ), upserted AS (
+        INSERT INTO pending (installation, repo, kind, target, delivery_id, received_ms)
+        SELECT $1, $2, $3, $4, $5, $6
+        WHERE NOT EXISTS (SELECT 1 FROM duplicate)
+        ON CONFLICT (installation, repo, kind, target) DO UPDATE SET
+            delivery_id = EXCLUDED.delivery_id,
+            added_again = pending.claimed_by IS NOT NULL,
+            again_received_ms = CASE WHEN pending.claimed_by IS NULL
+                THEN pending.again_received_ms
+                ELSE coalesce(pending.again_received_ms, EXCLUDED.received_ms) END
+        RETURNING xmax = 0 AS inserted
+    )
+    SELECT EXISTS (SELECT 1 FROM duplicate), coalesce((SELECT inserted FROM upserted), false)";
+
 /// Records each delivery of `batch` in one transaction, in arrival order
-/// (claims are first come, first served). Two hosts recording overlapping
-/// batches in opposite orders can deadlock; PostgreSQL then aborts one
-/// transaction and the caller tries it again.
+/// (claims are first come, first served). The deliveries' statements are
+/// pipelined: a batch costs four round trips to the database, whatever its
+/// size, which is what the acknowledgement of a burst waits for. Two hosts
+/// recording overlapping batches in opposite orders can deadlock;
+/// PostgreSQL then aborts one transaction and the caller tries it again.
 async fn record_all(
     client: &mut deadpool_postgres::Object,
     batch: &[(WorkItem, String)],
 ) -> Result<Vec<Added>, tokio_postgres::Error> {
     let now = millis(SystemTime::now());
     let transaction = client.transaction().await?;
-    let remember = transaction
-        .prepare_cached(
-            "INSERT INTO deliveries (id, seen_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-        )
-        .await?;
-    let waiting = transaction
-        .prepare_cached(
-            "SELECT claimed_by IS NULL FROM pending
-             WHERE installation = $1 AND repo = $2 AND kind = $3 AND target = $4",
-        )
-        .await?;
-    let upsert = transaction
-        .prepare_cached(
-            "INSERT INTO pending (installation, repo, kind, target, delivery_id, received_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (installation, repo, kind, target) DO UPDATE SET
-                 delivery_id = EXCLUDED.delivery_id,
-                 added_again = pending.claimed_by IS NOT NULL,
-                 again_received_ms = CASE WHEN pending.claimed_by IS NULL
-                     THEN pending.again_received_ms
-                     ELSE coalesce(pending.again_received_ms, EXCLUDED.received_ms) END
-             RETURNING xmax = 0",
-        )
-        .await?;
-    let mut outcomes = vec![Added::New; batch.len()];
-    for (index, (item, delivery_id)) in batch.iter().enumerate() {
-        let (installation, repo, kind, target) = key(item);
-        let seen_before = transaction.execute(&remember, &[delivery_id, &now]).await? == 0;
-        if seen_before {
-            let is_waiting = transaction
-                .query_opt(&waiting, &[&installation, &repo, &kind, &target])
-                .await?
-                .map(|row| row.get::<_, bool>(0));
-            if is_waiting == Some(true) {
-                outcomes[index] = Added::DuplicateDelivery;
-                continue;
-            }
-        }
-        let inserted: bool = transaction
-            .query_one(
-                &upsert,
-                &[&installation, &repo, &kind, &target, delivery_id, &now],
-            )
-            .await?
-            .get(0);
-        outcomes[index] = if inserted {
-            Added::New
-        } else {
-            Added::Coalesced
-        };
-    }
+    let record = transaction.prepare_cached(RECORD_DELIVERY).await?;
+    let keys: Vec<_> = batch.iter().map(|(item, _)| key(item)).collect();
+    let parameters: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 6]> = keys
+        .iter()
+        .zip(batch)
+        .map(|((installation, repo, kind, target), (_, delivery_id))| {
+            [
+                installation as _,
+                repo as _,
+                kind as _,
+                target as _,
+                delivery_id as _,
+                &now as _,
+            ]
+        })
+        .collect();
+    let statements = parameters
+        .iter()
+        .map(|parameters| transaction.query_one(&record, parameters));
+    let rows = futures_util::future::try_join_all(statements).await?;
+    let outcomes: Vec<Added> = rows
+        .iter()
+        .map(|row| match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
+            (true, _) => Added::DuplicateDelivery,
+            (false, true) => Added::New,
+            (false, false) => Added::Coalesced,
+        })
+        .collect();
     if outcomes.contains(&Added::New) {
         transaction
             .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
