@@ -14,8 +14,9 @@
 //!   bot decodes is exactly the one that was signed (also form-encoded);
 //! - a body whose signature was made with another secret, or was altered
 //!   by one bit, or over other bytes, is refused as a bad signature;
-//! - whatever decodes to a pull request gives a check run request whose
-//!   output stays within GitHub's limits and serialises to JSON.
+//! - whatever decodes to a pull request (changed or closed) gives a check
+//!   run request whose output stays within GitHub's limits and serialises
+//!   to JSON.
 
 #![no_main]
 
@@ -23,7 +24,7 @@ use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use sha2::Sha256;
-use task_list_bot::check::{CheckRunRequest, TaskSources};
+use task_list_bot::check::{CHECK_NAME, CheckRunRequest, TaskSources};
 use task_list_bot::event::Event;
 use task_list_bot::webhook::{Rejection, signature_matches, verify};
 
@@ -165,6 +166,16 @@ fuzz_target!(|data: &[u8]| {
             let tasks = sources.tasks(&ignored);
             let head_sha = snapshot.head_sha.as_deref().unwrap_or("0");
             CheckRunRequest::for_tasks(head_sha, &tasks, now)
+        }
+        Event::PullRequestClosed {
+            head_sha, merged, ..
+        } => {
+            let why = if merged {
+                "pull request merged"
+            } else {
+                "pull request closed"
+            };
+            CheckRunRequest::retired(&head_sha, CHECK_NAME, why, now)
         }
     };
     assert!(request.output.summary.len() <= GITHUB_MAX_OUTPUT);
