@@ -9,6 +9,7 @@
 #               a nightly toolchain's std and are not offered
 # --toolchain   the rustup toolchain to build with (default stable: CI has
 #               only stable, so this runs what CI runs)
+# --jobs        targets fuzzed at once (default: the number of cores)
 #
 # Works on the stable toolchain: cargo-fuzz's instrumentation flags are
 # stable codegen options, and the address sanitizer's runtime ships with
@@ -30,16 +31,19 @@ cd "$REPO"
 SECONDS_EACH=180
 SANITIZER=address
 TOOLCHAIN=stable
+JOBS=$(nproc)
 while (($#)); do
     case $1 in
         --seconds) SECONDS_EACH=$2; shift 2 ;;
         --sanitizer) SANITIZER=$2; shift 2 ;;
         --toolchain) TOOLCHAIN=$2; shift 2 ;;
+        --jobs) JOBS=$2; shift 2 ;;
         -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ $SECONDS_EACH =~ ^[1-9][0-9]*$ ]] || { echo "--seconds takes a positive number" >&2; exit 2; }
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "--jobs takes a positive number" >&2; exit 2; }
 case $SANITIZER in
     address | none) ;;
     *) echo "--sanitizer: address or none (others need a nightly std)" >&2; exit 2 ;;
@@ -71,11 +75,12 @@ echo "=== building the fuzz targets (${CARGO[*]} fuzz, sanitizer $SANITIZER)"
 mapfile -t TARGETS < <("${CARGO[@]}" fuzz list)
 ((${#TARGETS[@]} > 0)) || { echo "no fuzz targets in fuzz/" >&2; exit 1; }
 
-STAMP=$(mktemp)
-trap 'rm -f "$STAMP"' EXIT
+STAMPS=$(mktemp -d)
+trap 'rm -rf "$STAMPS"' EXIT
 
-failed=()
-for target in "${TARGETS[@]}"; do
+# One target, its output in LOG; its exit status says whether it passed.
+fuzz_target() {
+    local target=$1 log=$2 corpus artifacts stamp status=0 found
     corpus=$REPO/fuzz/corpus/$target
     artifacts=$REPO/fuzz/artifacts/$target
     mkdir -p "$corpus" "$artifacts"
@@ -86,19 +91,50 @@ for target in "${TARGETS[@]}"; do
             cp "$file" "$corpus/fixture-$(printf '%s' "$file" | tr '/' '-')"
         done
     fi
-    touch "$STAMP"
-    echo "=== fuzzing $target for ${SECONDS_EACH}s"
-    status=0
+    stamp=$STAMPS/$target
+    touch "$stamp"
     "${CARGO[@]}" fuzz run --sanitizer "$SANITIZER" "$target" "$corpus" "$REPO/fuzz/seeds/$target" -- \
         "${LIBFUZZER_OPTIONS[@]}" -max_len="${MAX_LEN[$target]:-65536}" \
-        -max_total_time="$SECONDS_EACH" -artifact_prefix="$artifacts/" || status=$?
-    found=$(find "$artifacts" -type f -newer "$STAMP")
+        -max_total_time="$SECONDS_EACH" -artifact_prefix="$artifacts/" >"$log" 2>&1 || status=$?
+    found=$(find "$artifacts" -type f -newer "$stamp")
     if ((status != 0)) || [[ -n $found ]]; then
+        {
+            echo "!!! $target failed (exit $status). Inputs that failed:"
+            printf '    %s\n' $found
+            echo "    replay: ${CARGO[*]} fuzz run --sanitizer $SANITIZER $target fuzz/artifacts/$target/<file>"
+            echo "    shrink: ${CARGO[*]} fuzz tmin --sanitizer $SANITIZER $target fuzz/artifacts/$target/<file>"
+        } >>"$log"
+        return 1
+    fi
+}
+
+# The targets run side by side, one per core (libFuzzer's process is
+# single-threaded); each one's output is printed when it ends.
+echo "=== fuzzing ${TARGETS[*]} for ${SECONDS_EACH}s each, $JOBS at a time"
+running=0
+for target in "${TARGETS[@]}"; do
+    if ((running >= JOBS)); then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    (
+        status=0
+        fuzz_target "$target" "$STAMPS/$target.log" || status=$?
+        echo "$status" >"$STAMPS/$target.status"
+    ) &
+    running=$((running + 1))
+done
+wait
+failed=()
+for target in "${TARGETS[@]}"; do
+    status=$(cat "$STAMPS/$target.status" 2>/dev/null || echo "none")
+    echo "=== $target (exit $status)"
+    if [[ $status == 0 ]]; then
+        # libFuzzer's progress lines are many; its final figures suffice.
+        grep -E '^(Done |stat::)' "$STAMPS/$target.log" | sed 's/^/    /'
+    else
+        tail -n 80 "$STAMPS/$target.log"
         failed+=("$target")
-        echo "!!! $target failed (exit $status). Inputs that failed:" >&2
-        printf '    %s\n' $found >&2
-        echo "    replay: ${CARGO[*]} fuzz run --sanitizer $SANITIZER $target fuzz/artifacts/$target/<file>" >&2
-        echo "    shrink: ${CARGO[*]} fuzz tmin --sanitizer $SANITIZER $target fuzz/artifacts/$target/<file>" >&2
     fi
 done
 
