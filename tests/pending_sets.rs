@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use task_list_bot::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
 use task_list_bot::pending::{
     Added, DELIVERY_MEMORY, FleetCeiling, Pause, PendingSet, PgOptions, PostgresPendingSet,
-    RECHECK_DELAY, SqlitePendingSet, WorkItem,
+    RECHECK_DELAY, Retirement, SqlitePendingSet, WorkItem,
 };
 use temp_dir::TempDir;
 
@@ -123,6 +123,18 @@ fn pull(installation: u64, number: u64) -> WorkItem {
     })
 }
 
+fn retire(installation: u64, number: u64, head_sha: &str) -> WorkItem {
+    WorkItem::Retire {
+        pull: PullRequestRef {
+            installation: InstallationId(installation),
+            repo: RepoName("octo/repo".into()),
+            number: PullNumber(number),
+        },
+        head_sha: head_sha.into(),
+        reason: Retirement::Superseded,
+    }
+}
+
 /// `SystemTime` as the stores keep it, to the millisecond.
 fn to_ms(at: SystemTime) -> SystemTime {
     let ms = at.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
@@ -195,6 +207,45 @@ mod cases {
         set.done(&again).unwrap();
         assert!(set.is_empty());
         assert_eq!(set.add(pull(1, 1), "same").unwrap(), Added::New);
+    }
+
+    /// A claimed pull request may have been read before its new head, and
+    /// may still write a check on the old one: the old head's retirement
+    /// waits for that claim, on every worker.
+    pub fn a_retirement_waits_while_its_pull_request_is_claimed(b: &impl Backend) {
+        let a = b.open();
+        let c = b.open();
+        let now = SystemTime::now();
+        a.add(pull(1, 7), "open").unwrap();
+        let computing = a.claim(InstallationId(1), now).unwrap().unwrap();
+        assert_eq!(computing.item, pull(1, 7));
+        // The push: a new check for the pull request, and the old head's
+        // retirement; another pull request's retirement is not held back.
+        c.add_many(&[
+            (pull(1, 7), "push".into()),
+            (retire(1, 7, "old"), "push#1".into()),
+            (retire(1, 70, "other"), "push-70#1".into()),
+        ])
+        .unwrap();
+        let other = c.claim(InstallationId(1), now).unwrap().unwrap();
+        assert_eq!(other.item, retire(1, 70, "other"));
+        c.done(&other).unwrap();
+        assert_eq!(c.claim(InstallationId(1), now).unwrap(), None);
+        assert!(c.ready_installations(now).unwrap().is_empty());
+
+        a.done(&computing).unwrap();
+        let later = SystemTime::now() + RECHECK_DELAY;
+        assert_eq!(c.ready_installations(later).unwrap(), [InstallationId(1)]);
+        // The pull request's item, requeued by the push, keeps its place
+        // ahead; while it is claimed again, the retirement still waits.
+        let recheck = c.claim(InstallationId(1), later).unwrap().unwrap();
+        assert_eq!(recheck.item, pull(1, 7));
+        assert_eq!(a.claim(InstallationId(1), later).unwrap(), None);
+        c.done(&recheck).unwrap();
+        let retired = a.claim(InstallationId(1), later).unwrap().unwrap();
+        assert_eq!(retired.item, retire(1, 7, "old"));
+        a.done(&retired).unwrap();
+        assert!(c.is_empty());
     }
 
     pub fn a_batch_is_recorded_at_once_with_each_outcome(b: &impl Backend) {
@@ -481,6 +532,7 @@ for_each_store!(
     claims_are_per_installation_and_first_come_first_served,
     a_delivery_seen_before_is_recorded_again_unless_its_item_is_waiting,
     a_batch_is_recorded_at_once_with_each_outcome,
+    a_retirement_waits_while_its_pull_request_is_claimed,
     an_add_during_a_claim_brings_the_item_back_after_done,
     retry_later_waits_and_counts_attempts,
     a_claim_carries_when_its_earliest_delivery_was_recorded,

@@ -1,7 +1,9 @@
 //! The real handler and worker on the fleet's PostgreSQL pending set,
 //! against the fake GitHub: checks are written through the database, a
 //! delivery the database cannot record is refused with 503 (GitHub
-//! redelivers it), and `FLEET_WRITE_RATE` paces an installation's writes.
+//! redelivers it), checks left in progress on a superseded head or a merged
+//! pull request are completed, and `FLEET_WRITE_RATE` paces an
+//! installation's writes.
 
 mod support;
 
@@ -113,6 +115,59 @@ async fn the_fleet_write_rate_paces_an_installations_writes() {
     assert!(
         took >= Duration::from_millis(250 * (PULLS - 1) - 50),
         "{PULLS} writes in {took:?}"
+    );
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_left_in_progress_on_an_old_head_or_a_merged_pull_request_are_completed() {
+    const OLD: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const NEW: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let github = FakeGitHub::start(APP_ID, PUBLIC_KEY.as_bytes()).await;
+    github.add_repo(1, "octo/a");
+    let pull = |head| {
+        PullRequest::new(1)
+            .body("- [ ] a task")
+            .author("alice")
+            .head_sha(head)
+    };
+    github.upsert_pull("octo/a", pull(OLD));
+    let url = pg::fresh_database();
+    let set = Arc::new(PostgresPendingSet::open(&url, PgOptions::default()).unwrap());
+    let config = TestBot::config_for(&github, &Options::default());
+    let bot = TestBot::serve(github, Bot::with_pending(config, set).unwrap()).await;
+    let on = |head: &str| -> Vec<serde_json::Value> {
+        let runs = bot.github.check_runs("octo/a");
+        runs.into_iter()
+            .filter(|run| run.head_sha == head)
+            .map(|run| run.body)
+            .collect()
+    };
+
+    let opened = webhooks::pull_request_opened(&bot.github, "octo/a", 1);
+    assert_eq!(bot.send(&opened).await.status, 202);
+    bot.check_runs_arrived("octo/a", 1).await;
+    bot.github.upsert_pull("octo/a", pull(NEW));
+    let pushed = webhooks::pull_request_synchronize(&bot.github, "octo/a", 1, OLD);
+    assert_eq!(bot.send(&pushed).await.status, 202);
+    bot.check_runs_arrived("octo/a", 3).await;
+    let old = on(OLD);
+    assert_eq!(old.len(), 2, "{old:#?}");
+    assert_eq!(
+        (old[1]["status"].as_str(), old[1]["conclusion"].as_str()),
+        (Some("completed"), Some("neutral"))
+    );
+    assert_eq!(on(NEW)[0]["status"], "in_progress");
+
+    bot.github.upsert_pull("octo/a", pull(NEW).merged());
+    let merged = webhooks::pull_request_closed(&bot.github, "octo/a", 1);
+    assert_eq!(bot.send(&merged).await.status, 202);
+    bot.check_runs_arrived("octo/a", 4).await;
+    let new = on(NEW);
+    assert_eq!(new[1]["conclusion"], "neutral");
+    assert_eq!(
+        new[1]["output"]["title"],
+        "Not checked: pull request merged"
     );
     bot.shutdown().await;
 }

@@ -135,7 +135,7 @@ pub(super) fn record_dropped(
     owner: &str,
     dropped: &DroppedItem,
 ) -> rusqlite::Result<()> {
-    let (installation, repo, kind, target) = super::sqlite::key(&dropped.item);
+    let (installation, repo, kind, target) = super::row::key(&dropped.item);
     connection
         .prepare_cached(
             "INSERT INTO dropped (at_ms, installation, repo, kind, target, cause, worker)

@@ -6,8 +6,26 @@
 //! state when its turn comes. [`PendingSet`] is the whole interface (add,
 //! claim, done, retry later), so that the store behind it can change.
 
+/// SQL (SQLite's and PostgreSQL's alike; `MemoryInner::is_ready` does the
+/// same in memory): a retirement is not claimable
+/// while its pull request's own item is claimed. That claim may have read
+/// the pull request before its new head or its closing and may still write
+/// a check on the old head; the retirement then runs after it, not before.
+/// (A retirement's target is `reason:number:sha`, a pull request's is its
+/// number.)
+macro_rules! retirement_not_blocked {
+    () => {
+        " AND NOT (kind = 'retire' AND EXISTS (
+            SELECT 1 FROM pending AS pull
+            WHERE pull.installation = pending.installation AND pull.repo = pending.repo
+              AND pull.kind = 'pull_request' AND pull.claimed_by IS NOT NULL
+              AND pending.target LIKE '%:' || pull.target || ':%'))"
+    };
+}
+
 pub mod fleet;
 mod postgres;
+mod row;
 mod sqlite;
 mod store;
 mod wake;
@@ -403,6 +421,28 @@ struct MemoryInner {
     deliveries: HashMap<String, SystemTime>,
 }
 
+impl MemoryInner {
+    /// Whether a waiting item can be claimed at `now`: its retry time has
+    /// come, and a retirement waits while its pull request's item is
+    /// claimed (see `retirement_not_blocked!`).
+    fn is_ready(&self, item: &WorkItem, now: SystemTime) -> bool {
+        let EntryState::Waiting { not_before } = self.entries[item].state else {
+            return false;
+        };
+        if let WorkItem::Retire { pull, .. } = item {
+            let pull_item = WorkItem::PullRequest(pull.clone());
+            if self
+                .entries
+                .get(&pull_item)
+                .is_some_and(|entry| matches!(entry.state, EntryState::Claimed { .. }))
+            {
+                return false;
+            }
+        }
+        not_before.is_none_or(|t| t <= now)
+    }
+}
+
 impl MemoryPendingSet {
     pub fn new() -> MemoryPendingSet {
         MemoryPendingSet::default()
@@ -491,15 +531,11 @@ impl PendingSet for MemoryPendingSet {
             return Ok(None);
         }
         let range = (installation, 0)..=(installation, u64::MAX);
-        let ready = inner.waiting.range(range).find_map(|(key, item)| {
-            let entry = &inner.entries[item];
-            match entry.state {
-                EntryState::Waiting { not_before } if not_before.is_none_or(|t| t <= now) => {
-                    Some((*key, item.clone()))
-                }
-                _ => None,
-            }
-        });
+        let ready = inner
+            .waiting
+            .range(range)
+            .find(|(_, item)| inner.is_ready(item, now))
+            .map(|(key, item)| (*key, item.clone()));
         let Some((key, item)) = ready else {
             return Ok(None);
         };
@@ -563,10 +599,7 @@ impl PendingSet for MemoryPendingSet {
             .waiting
             .iter()
             .filter(|((installation, _), _)| !inner.paused.contains_key(installation))
-            .filter(|(_, item)| match inner.entries[*item].state {
-                EntryState::Waiting { not_before } => not_before.is_none_or(|t| t <= now),
-                EntryState::Claimed { .. } => false,
-            })
+            .filter(|(_, item)| inner.is_ready(item, now))
             .map(|((installation, _), _)| *installation)
             .collect();
         installations.dedup();
@@ -676,6 +709,33 @@ mod tests {
         );
         set.done(&claim).unwrap();
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn a_retirement_waits_while_its_pull_request_is_claimed() {
+        let set = MemoryPendingSet::new();
+        let retire = |number| WorkItem::Retire {
+            pull: PullRequestRef {
+                installation: InstallationId(1),
+                repo: RepoName("octo/repo".into()),
+                number: PullNumber(number),
+            },
+            head_sha: "old".into(),
+            reason: Retirement::Superseded,
+        };
+        set.add(pull(1, 7), "open").unwrap();
+        let computing = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        set.add(retire(7), "push#1").unwrap();
+        set.add(retire(70), "push-70#1").unwrap();
+        let other = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert_eq!(other.item, retire(70));
+        set.done(&other).unwrap();
+        assert_eq!(set.claim(InstallationId(1), now()).unwrap(), None);
+        assert!(set.ready_installations(now()).unwrap().is_empty());
+        set.done(&computing).unwrap();
+        assert_eq!(set.ready_installations(now()).unwrap(), [InstallationId(1)]);
+        let retired = set.claim(InstallationId(1), now()).unwrap().unwrap();
+        assert_eq!(retired.item, retire(7));
     }
 
     #[test]

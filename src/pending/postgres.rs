@@ -48,12 +48,12 @@ use super::fleet::{
     ClaimedItem, DROPPED_KEEP, DROPPED_MAX_ROWS, DroppedRow, FleetSnapshot, InstallationBacklog,
     LISTED_MAX, PauseRow, WORKER_ROW_KEEP, WorkerRow,
 };
-use super::sqlite::key;
+use super::row::{item_from_row, key};
 use super::{
     Added, Backlog, Changed, Claim, DELIVERY_MEMORY, DroppedItem, FleetCeiling, Pause,
     PendingError, PendingSet, RECHECK_DELAY, WorkItem, WorkerFigures,
 };
-use crate::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
+use crate::github::InstallationId;
 
 mod embedded {
     refinery::embed_migrations!("src/pending/postgres_migrations");
@@ -803,18 +803,19 @@ impl PendingSet for PostgresPendingSet {
         self.run(move |shared| async move {
             let client = shared.client().await?;
             let statement = client
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE pending SET claimed_by = $3, added_again = false
                      WHERE sequence = (
                          SELECT sequence FROM pending
                          WHERE installation = $1 AND claimed_by IS NULL
                            AND (not_before IS NULL OR not_before <= $2)
                            AND NOT EXISTS (SELECT 1 FROM pauses
-                                           WHERE installation = $1 AND until_ms > $2)
-                         ORDER BY sequence LIMIT 1
+                                           WHERE installation = $1 AND until_ms > $2)",
+                    retirement_not_blocked!(),
+                    " ORDER BY sequence LIMIT 1
                          FOR UPDATE SKIP LOCKED)
                      RETURNING repo, kind, target, delivery_id, attempts, received_ms",
-                )
+                ))
                 .await
                 .map_err(db_error)?;
             let row = client
@@ -932,12 +933,13 @@ impl PendingSet for PostgresPendingSet {
         self.run(move |shared| async move {
             let client = shared.client().await?;
             let statement = client
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "SELECT DISTINCT installation FROM pending
                      WHERE claimed_by IS NULL AND (not_before IS NULL OR not_before <= $1)
-                       AND installation NOT IN (SELECT installation FROM pauses WHERE until_ms > $1)
-                     ORDER BY installation",
-                )
+                       AND installation NOT IN (SELECT installation FROM pauses WHERE until_ms > $1)",
+                    retirement_not_blocked!(),
+                    " ORDER BY installation",
+                ))
                 .await
                 .map_err(db_error)?;
             let rows = client.query(&statement, &[&now]).await.map_err(db_error)?;
@@ -1227,33 +1229,6 @@ impl PendingSet for PostgresPendingSet {
 
     fn is_shared(&self) -> bool {
         true
-    }
-}
-
-fn item_from_row(
-    installation: InstallationId,
-    repo: String,
-    kind: &str,
-    target: String,
-) -> Result<WorkItem, PendingError> {
-    let repo = RepoName(repo);
-    match kind {
-        "pull_request" => {
-            let number = target.parse().map_err(|_| {
-                PendingError(format!("bad pull request number {target:?} in store"))
-            })?;
-            Ok(WorkItem::PullRequest(PullRequestRef {
-                installation,
-                repo,
-                number: PullNumber(number),
-            }))
-        }
-        "merge_group" => Ok(WorkItem::MergeGroup {
-            installation,
-            repo,
-            head_sha: target,
-        }),
-        other => Err(PendingError(format!("unknown kind {other:?} in store"))),
     }
 }
 

@@ -27,12 +27,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::row::{item_from_row, key};
 use super::wake::Waker;
 use super::{
     Added, Backlog, Changed, Claim, DELIVERY_MEMORY, DroppedItem, Pause, PendingError, PendingSet,
-    RECHECK_DELAY, REDELIVERY_WINDOW, Retirement, WorkItem, WorkerFigures,
+    RECHECK_DELAY, REDELIVERY_WINDOW, WorkItem, WorkerFigures,
 };
-use crate::github::{InstallationId, PullNumber, PullRequestRef, RepoName};
+use crate::github::InstallationId;
 
 /// The database file inside the state directory.
 pub const DATABASE_FILE: &str = "pending.sqlite3";
@@ -592,11 +593,12 @@ impl PendingSet for SqlitePendingSet {
             return Ok(None);
         }
         let row = transaction
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT sequence, repo, kind, target, delivery_id, attempts, received_ms FROM pending
-                 WHERE installation = ?1 AND claimed_by IS NULL AND (not_before IS NULL OR not_before <= ?2)
-                 ORDER BY sequence LIMIT 1",
-            )
+                 WHERE installation = ?1 AND claimed_by IS NULL AND (not_before IS NULL OR not_before <= ?2)",
+                retirement_not_blocked!(),
+                " ORDER BY sequence LIMIT 1",
+            ))
             .and_then(|mut statement| {
                 statement
                     .query_row(params![installation.0 as i64, now], |row| {
@@ -705,11 +707,12 @@ impl PendingSet for SqlitePendingSet {
     fn ready_installations(&self, now: SystemTime) -> Result<Vec<InstallationId>, PendingError> {
         let connection = self.connection();
         let mut statement = connection
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT DISTINCT installation FROM pending
                  WHERE claimed_by IS NULL AND (not_before IS NULL OR not_before <= ?1)
                  AND installation NOT IN (SELECT installation FROM pauses WHERE until_ms > ?1)",
-            )
+                retirement_not_blocked!(),
+            ))
             .map_err(store_error)?;
         let rows = statement
             .query_map(params![millis(now)], |row| row.get::<_, i64>(0))
@@ -860,80 +863,6 @@ fn record_all(
     Ok(outcomes)
 }
 
-pub(super) fn key(item: &WorkItem) -> (i64, &str, &'static str, String) {
-    match item {
-        WorkItem::PullRequest(pull) => (
-            pull.installation.0 as i64,
-            pull.repo.0.as_str(),
-            "pull_request",
-            pull.number.0.to_string(),
-        ),
-        WorkItem::MergeGroup {
-            installation,
-            repo,
-            head_sha,
-        } => (
-            installation.0 as i64,
-            repo.0.as_str(),
-            "merge_group",
-            head_sha.clone(),
-        ),
-        WorkItem::Retire {
-            pull,
-            head_sha,
-            reason,
-        } => (
-            pull.installation.0 as i64,
-            pull.repo.0.as_str(),
-            "retire",
-            format!("{}:{}:{head_sha}", reason.name(), pull.number.0),
-        ),
-    }
-}
-
-fn item_from_row(
-    installation: InstallationId,
-    repo: String,
-    kind: &str,
-    target: String,
-) -> Result<WorkItem, PendingError> {
-    let repo = RepoName(repo);
-    match kind {
-        "pull_request" => {
-            let number = target.parse().map_err(|_| {
-                PendingError(format!("bad pull request number {target:?} in store"))
-            })?;
-            Ok(WorkItem::PullRequest(PullRequestRef {
-                installation,
-                repo,
-                number: PullNumber(number),
-            }))
-        }
-        "merge_group" => Ok(WorkItem::MergeGroup {
-            installation,
-            repo,
-            head_sha: target,
-        }),
-        "retire" => {
-            let bad = || PendingError(format!("bad retirement {target:?} in store"));
-            let mut parts = target.splitn(3, ':');
-            let reason = parts.next().and_then(Retirement::parse).ok_or_else(bad)?;
-            let number = parts.next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
-            let head_sha = parts.next().filter(|s| !s.is_empty()).ok_or_else(bad)?;
-            Ok(WorkItem::Retire {
-                pull: PullRequestRef {
-                    installation,
-                    repo,
-                    number: PullNumber(number),
-                },
-                head_sha: head_sha.to_owned(),
-                reason,
-            })
-        }
-        other => Err(PendingError(format!("unknown kind {other:?} in store"))),
-    }
-}
-
 fn store_error(error: rusqlite::Error) -> PendingError {
     PendingError(error.to_string())
 }
@@ -964,6 +893,8 @@ fn try_lock(file: &File) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::github::{PullNumber, PullRequestRef, RepoName};
+    use crate::pending::Retirement;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tlb-{name}-{}", owner_name()));
