@@ -690,6 +690,20 @@ fn an_unreachable_database_fails_fast_without_showing_the_password() {
     assert!(started.elapsed() < Duration::from_secs(40));
 }
 
+/// The connection has no TLS: asking for it is refused at once, in words,
+/// rather than failing every connection attempt.
+#[test]
+fn a_url_that_requires_tls_is_refused_with_the_reason() {
+    let url = SecretString::from("postgresql://bot:s3cret@db.example/tlb?sslmode=require");
+    let error = PostgresPendingSet::open(&url, TEST_LEASE)
+        .err()
+        .expect("TLS is not offered");
+    let shown = format!("{error:#}");
+    assert!(shown.contains("sslmode=require"), "{shown}");
+    assert!(shown.contains("without TLS"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
+
 /// Once the store's database goes away under a running worker, calls fail
 /// (the webhook answers 503 for any store error) rather than hang.
 #[test]

@@ -166,6 +166,13 @@ impl PostgresPendingSet {
         let shown = redact_url(url.expose_secret());
         let mut config = tokio_postgres::Config::from_str(url.expose_secret())
             .map_err(|e| anyhow::anyhow!("DATABASE_URL {shown}: {e}"))?;
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            anyhow::bail!(
+                "DATABASE_URL {shown}: sslmode=require, but the bot connects without TLS; \
+                 reach the database over a private network, a Unix socket or a tunnel \
+                 and leave sslmode out"
+            );
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CALL_TIMEOUT);
         }
