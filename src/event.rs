@@ -63,6 +63,16 @@ impl Event {
             event: event_name.to_owned(),
             source,
         };
+        // GitHub's payloads begin with their action: a delivery the bot
+        // ignores is answered without reading the rest (most of what an
+        // App subscribed to pull requests receives is ignored).
+        if let Some(action) = leading_action(payload)
+            && !is_handled(event_name, action)
+        {
+            return Ok(Event::Ignored {
+                reason: format!("{event_name}.{action} is not handled"),
+            });
+        }
         if !is_handled_event(event_name) {
             // Only the envelope: what is not handled is not read further.
             let envelope: Envelope = serde_json::from_slice(payload).map_err(fail)?;
@@ -258,6 +268,21 @@ impl Push {
 /// The events and actions the old app reacted to, plus comment and review
 /// edits and deletions, which change tasks just as much, and `closed`,
 /// which ends the pull request's check.
+/// The `action` of a payload that begins with it, as GitHub's do
+/// (`{"action":"labeled",...`); `None` for any other start, or an action
+/// with escapes, which are then read as a whole.
+fn leading_action(payload: &[u8]) -> Option<&str> {
+    let rest = payload.trim_ascii_start().strip_prefix(b"{")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"action\"")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b":")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
 /// Whether some action of `event` is handled.
 fn is_handled_event(event: &str) -> bool {
     matches!(
@@ -568,7 +593,30 @@ mod tests {
             decode("pull_request", &payload),
             Event::Ignored { reason } if reason == "pull_request.labeled is not handled"
         ));
-        let broken = Event::decode("pull_request", b"{\"action\": \"labeled\"");
-        assert!(broken.is_err(), "a payload that is not JSON is an error");
+    }
+
+    #[test]
+    fn an_ignored_action_is_known_from_the_payloads_start() {
+        assert_eq!(
+            leading_action(br#"{"action":"labeled","number":1}"#),
+            Some("labeled")
+        );
+        assert_eq!(
+            leading_action(b" {\n  \"action\" : \"opened\" }"),
+            Some("opened")
+        );
+        assert_eq!(leading_action(br#"{"number":1,"action":"opened"}"#), None);
+        assert_eq!(leading_action(br#"{"action":"op\u0065ned"}"#), None);
+        assert_eq!(leading_action(br#"{"action":"opened"#), None);
+        // Not read past its action: the rest need not even be JSON.
+        assert!(matches!(
+            Event::decode("pull_request", br#"{"action":"labeled", not json"#),
+            Ok(Event::Ignored { .. })
+        ));
+        // A handled action is read whole, and must be well formed.
+        assert!(Event::decode("pull_request", br#"{"action":"opened", not json"#).is_err());
+        // An action written with escapes is read whole too.
+        let escaped = br#"{"action":"op\u0065ned","installation":{"id":1},"pull_request":5}"#;
+        assert!(Event::decode("pull_request", escaped).is_err());
     }
 }
