@@ -39,7 +39,7 @@
 # systemd-nspawn (package systemd-container), haproxy (both installed when
 # missing), PostgreSQL's server binaries (package postgresql; initdb and
 # pg_ctl from /usr/lib/postgresql/*/bin or PG_BIN_DIR), nsenter, curl,
-# python3. About 2 minutes; the whole run is bounded by TWO_HOSTS_TIMEOUT
+# python3. About a minute; the whole run is bounded by TWO_HOSTS_TIMEOUT
 # seconds (default 420). Everything it starts (containers, mounts, the
 # database, HAProxy, the fake) is stopped and its temporary directories
 # removed on success, failure and interruption; on failure the journals,
