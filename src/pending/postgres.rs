@@ -1248,12 +1248,22 @@ fn from_millis(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
+/// This machine's host name, which names its workers (`host/N`) and
+/// owners. From gethostname(2) rather than /proc/sys/kernel/hostname:
+/// `bot@.service` has `ProcSubset=pid`, which hides /proc/sys, and every
+/// host would then be "unknown".
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for writes of its whole length, which is
+    // what gethostname is told it may fill.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    let name = String::from_utf8_lossy(&buffer[..end]).trim().to_owned();
+    if result != 0 || name.is_empty() {
+        "unknown".to_owned()
+    } else {
+        name
+    }
 }
 
 /// A name no other live process of the fleet has: host, pid, start time.
@@ -1292,6 +1302,20 @@ mod tests {
             assert_eq!(redact_url(url), shown);
             assert!(!redact_url(url).contains("s3cret"));
         }
+    }
+
+    #[test]
+    fn the_host_name_is_the_kernels() {
+        // What `uname -n` prints: the same system call's answer, which
+        // the unit's ProcSubset=pid does not hide.
+        let uname = std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .expect("running uname -n");
+        let expected = String::from_utf8_lossy(&uname.stdout).trim().to_owned();
+        assert!(!expected.is_empty());
+        assert_eq!(host_name(), expected);
+        assert!(owner_name().starts_with(&format!("{expected}-")));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # The harness of the tests that run task-list-bot under a booted systemd
 # (sourced, not run): tests/systemd/e2e.sh, tests/chaos/chaos.sh and
-# tests/deb/test.sh. It sources container.sh (ct_boot, ct, ct_stop) and sets
-# REPO, the repository's root.
+# tests/deb/test.sh, tests/hosts/two_hosts.sh. It sources container.sh
+# (ct_boot, ct, ct_stop, …) and sets REPO, the repository's root.
 #
 # Results, TAP-like:
 #   ok TEXT | not_ok TEXT        one `ok - …` / `not ok - …` line, counted
@@ -25,9 +25,11 @@
 #
 # The EXIT trap (harness_cleanup) stops the guard; calls the script's
 # before_teardown, when it has one (its own background work, mounts); when
-# the run failed (or KEEP_ARTIFACTS is set) and the container is up, its
-# save_artifacts (save_journal, save_files); stops the container and the fake
-# GitHub; keeps the artifacts of a failed run in ARTIFACTS and deletes the
+# the run failed (or KEEP_ARTIFACTS is set) and a container is up, its
+# save_artifacts (save_journal, save_files); stops every container and the
+# fake GitHub; calls the script's after_teardown, when it has one (what the
+# containers used until the end: a database, a load balancer); keeps the
+# artifacts of a failed run in ARTIFACTS and deletes the
 # rest; prints `# finished in N s` when REPORT_DURATION is set, then
 # `N passed, M failed`; exits non-zero on any failure.
 
@@ -151,14 +153,15 @@ harness_cleanup() {
     [[ -n $GUARD_PID ]] && kill "$GUARD_PID" 2>/dev/null
     if declare -F before_teardown >/dev/null; then before_teardown; fi
     if ((FAILED > 0 || rc != 0)) || [[ -n $KEEP_ARTIFACTS ]]; then keep=1; fi
-    if [[ -n $CT_PID ]] && ((keep)) && declare -F save_artifacts >/dev/null; then
+    if ((${#CT_NAMES[@]} > 0 && keep)) && declare -F save_artifacts >/dev/null; then
         save_artifacts
     fi
-    ct_stop
+    ct_stop_all
     if [[ -n $FAKE_PID ]]; then
         kill "$FAKE_PID" 2>/dev/null
         wait "$FAKE_PID" 2>/dev/null
     fi
+    if declare -F after_teardown >/dev/null; then after_teardown; fi
     if ((keep)) && [[ -s $WORK/fake.log ]]; then
         cp "$WORK/fake.log" "$ARTIFACTS/"
         echo "# last lines of the fake GitHub's log:"
