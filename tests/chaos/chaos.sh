@@ -71,13 +71,11 @@ SEED=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
 
 PY=(python3 "$HERE/chaos.py")
 KILLER_PID=""
-CHILD_PID=""
 harness_init chaos "${CHAOS_ARTIFACTS:-}"
 start_guard "${CHAOS_TIMEOUT:-480}" "CHAOS_TIMEOUT reached"
 
 # Called by the harness's EXIT trap.
 before_teardown() {
-    [[ -n $CHILD_PID ]] && kill "$CHILD_PID" 2>/dev/null
     if [[ -n $KILLER_PID ]]; then
         touch "$WORK/killer.stop"
         kill "$KILLER_PID" 2>/dev/null
@@ -87,19 +85,6 @@ before_teardown() {
 save_artifacts() {
     save_journal 100 'bot@*' bot.socket bot-redeliver.service
     save_files "$WORK"/{state.json,redelivery.json,verify.json,kills.log,deliver.out,redeliver.out}
-}
-
-# run_logged OUT CMD...: CMD in the background, waited for, so that the
-# guard's TERM interrupts it (bash runs traps only between commands).
-run_logged() {
-    local out=$1 rc
-    shift
-    "$@" >"$out" 2>&1 &
-    CHILD_PID=$!
-    wait "$CHILD_PID"
-    rc=$?
-    CHILD_PID=""
-    return "$rc"
 }
 
 pick_ports "${CHAOS_PORT:-3000}"

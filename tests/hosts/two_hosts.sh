@@ -95,7 +95,6 @@ LEASE=10             # a dead worker's claims return after its lease (src/pendin
 SEED=${TWO_HOSTS_SEED:-$((RANDOM * 32768 + RANDOM))}
 
 PY=(python3 "$HERE/two_hosts.py")
-CHILD_PID=""
 HAPROXY_PID=""
 PG_DIR=""
 harness_init twohosts "${TWO_HOSTS_ARTIFACTS:-}"
@@ -106,11 +105,6 @@ SINCE=$(now)
 # Machine names, which are also the host names the workers record.
 HOSTS=("" "$NAME-1" "$NAME-2")
 
-# Called by the harness's EXIT trap.
-before_teardown() {
-    [[ -n $CHILD_PID ]] && kill "$CHILD_PID" 2>/dev/null
-    return 0
-}
 save_artifacts() {
     local n
     for n in 1 2; do
@@ -132,19 +126,6 @@ after_teardown() {
         pg_as_owner pg_ctl -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1
         rm -rf "$PG_DIR"
     fi
-}
-
-# run_logged OUT CMD...: CMD in the background, waited for, so that the
-# guard's TERM interrupts it (bash runs traps only between commands).
-run_logged() {
-    local out=$1 rc
-    shift
-    "$@" >"$out" 2>&1 &
-    CHILD_PID=$!
-    wait "$CHILD_PID"
-    rc=$?
-    CHILD_PID=""
-    return "$rc"
 }
 
 # N distinct free ports on 127.0.0.1.

@@ -147,10 +147,26 @@ start_guard() {
     GUARD_PID=$!
 }
 
+# run_logged OUT CMD...: CMD in the background, waited for, so that the
+# guard's TERM interrupts it (bash runs traps only between commands); the
+# teardown stops it.
+CHILD_PID=""
+run_logged() {
+    local out=$1 rc
+    shift
+    "$@" >"$out" 2>&1 &
+    CHILD_PID=$!
+    wait "$CHILD_PID"
+    rc=$?
+    CHILD_PID=""
+    return "$rc"
+}
+
 harness_cleanup() {
     local rc=$? keep=0
     trap - EXIT INT TERM
     [[ -n $GUARD_PID ]] && kill "$GUARD_PID" 2>/dev/null
+    [[ -n $CHILD_PID ]] && kill "$CHILD_PID" 2>/dev/null
     if declare -F before_teardown >/dev/null; then before_teardown; fi
     if ((FAILED > 0 || rc != 0)) || [[ -n $KEEP_ARTIFACTS ]]; then keep=1; fi
     if ((${#CT_NAMES[@]} > 0 && keep)) && declare -F save_artifacts >/dev/null; then
