@@ -209,36 +209,6 @@ mod cases {
         assert_eq!(set.add(pull(1, 1), "same").unwrap(), Added::New);
     }
 
-    /// A burst's batch (PostgreSQL splits a large one over several
-    /// connections): every delivery gets its outcome, in the batch's order,
-    /// and an item named twice is recorded once.
-    pub fn a_large_batch_records_every_delivery_once(b: &impl Backend) {
-        let set = b.open();
-        let mut batch: Vec<(WorkItem, String)> = (1..=24)
-            .map(|n| (pull(1, n), format!("first-{n}")))
-            .collect();
-        batch.extend((1..=6).map(|n| (pull(1, n), format!("again-{n}"))));
-        let outcomes = set.add_many(&batch).unwrap();
-        assert_eq!(outcomes.len(), batch.len());
-        assert!(
-            outcomes[6..24].iter().all(|o| *o == Added::New),
-            "{outcomes:?}"
-        );
-        for n in 0..6 {
-            let mut pair = [outcomes[n], outcomes[24 + n]];
-            pair.sort_by_key(|o| *o != Added::New);
-            assert_eq!(pair, [Added::New, Added::Coalesced], "pull {}", n + 1);
-        }
-        assert_eq!(set.len(), 24);
-        let now = SystemTime::now();
-        let mut claimed = HashSet::new();
-        while let Some(claim) = set.claim(InstallationId(1), now).unwrap() {
-            assert!(claimed.insert(claim.item.clone()), "{:?} twice", claim.item);
-            set.done(&claim).unwrap();
-        }
-        assert_eq!(claimed.len(), 24);
-    }
-
     /// A claimed pull request may have been read before its new head, and
     /// may still write a check on the old one: the old head's retirement
     /// waits for that claim, on every worker.
@@ -563,7 +533,6 @@ for_each_store!(
     a_delivery_seen_before_is_recorded_again_unless_its_item_is_waiting,
     a_batch_is_recorded_at_once_with_each_outcome,
     a_retirement_waits_while_its_pull_request_is_claimed,
-    a_large_batch_records_every_delivery_once,
     an_add_during_a_claim_brings_the_item_back_after_done,
     retry_later_waits_and_counts_attempts,
     a_claim_carries_when_its_earliest_delivery_was_recorded,

@@ -4,8 +4,7 @@
 //! The semantics are the SQLite store's (see `sqlite.rs`), across hosts:
 //!
 //! - `add` commits before the delivery is answered; deliveries that arrive
-//!   together share a transaction (the store thread's group commit; a large
-//!   batch is split over up to three connections, a transaction each). An
+//!   together share one transaction (the store thread's group commit). An
 //!   item is one row, inserted or coalesced by one `INSERT … ON CONFLICT DO
 //!   UPDATE`, so that two hosts recording the same pull request never race.
 //! - `claim` takes the oldest ready row with `FOR UPDATE SKIP LOCKED`: two
@@ -85,14 +84,6 @@ const PRUNE_BATCH: i64 = 500;
 /// Tries of a transaction that PostgreSQL aborted for a deadlock or a
 /// serialization failure (two hosts recording overlapping batches).
 const TRANSACTION_TRIES: u32 = 3;
-
-/// Connections a batch of deliveries is recorded over at most, leaving the
-/// rest of the pool to claims and the heartbeat.
-const RECORDING_CONNECTIONS: usize = 3;
-
-/// Deliveries below which a batch is not split: a part costs four round
-/// trips whatever its size.
-const MIN_RECORDING_PART: usize = 8;
 
 /// How a worker's liveness is kept; tests shorten both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -737,24 +728,6 @@ async fn record_all(
     Ok(outcomes)
 }
 
-/// Records `part` in one transaction, tried again when PostgreSQL aborted
-/// it for a deadlock or a serialisation failure.
-async fn record_part(
-    shared: &Shared,
-    part: &[(WorkItem, String)],
-) -> Result<Vec<Added>, PendingError> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let mut client = shared.client().await?;
-        match record_all(&mut client, part).await {
-            Ok(outcomes) => return Ok(outcomes),
-            Err(error) if worth_retrying(&error) && tries < TRANSACTION_TRIES => {}
-            Err(error) => return Err(db_error(error)),
-        }
-    }
-}
-
 impl Drop for PostgresPendingSet {
     fn drop(&mut self) {
         self.release();
@@ -773,18 +746,16 @@ impl PendingSet for PostgresPendingSet {
     fn add_many(&self, batch: &[(WorkItem, String)]) -> Result<Vec<Added>, PendingError> {
         let batch = batch.to_vec();
         self.run(move |shared| async move {
-            // A burst's batch is split over several connections, so that
-            // the server executes its parts side by side. Each part is a
-            // transaction of its own; if one fails, every delivery of the
-            // batch is refused and GitHub redelivers them (a part that did
-            // commit then finds its deliveries already recorded).
-            let part = batch
-                .len()
-                .div_ceil(RECORDING_CONNECTIONS)
-                .max(MIN_RECORDING_PART);
-            let parts = batch.chunks(part).map(|part| record_part(&shared, part));
-            let outcomes = futures_util::future::try_join_all(parts).await?;
-            Ok(outcomes.concat())
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let mut client = shared.client().await?;
+                match record_all(&mut client, &batch).await {
+                    Ok(outcomes) => return Ok(outcomes),
+                    Err(error) if worth_retrying(&error) && tries < TRANSACTION_TRIES => {}
+                    Err(error) => return Err(db_error(error)),
+                }
+            }
         })
     }
 
