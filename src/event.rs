@@ -63,23 +63,24 @@ impl Event {
             event: event_name.to_owned(),
             source,
         };
+        let not_handled = |action: &str| {
+            Ok(Event::Ignored {
+                reason: format!("{event_name}.{action} is not handled"),
+            })
+        };
         // GitHub's payloads begin with their action: a delivery the bot
         // ignores is answered without reading the rest (most of what an
         // App subscribed to pull requests receives is ignored).
         if let Some(action) = leading_action(payload)
             && !is_handled(event_name, action)
         {
-            return Ok(Event::Ignored {
-                reason: format!("{event_name}.{action} is not handled"),
-            });
+            return not_handled(action);
         }
         if !is_handled_event(event_name) {
             // Only the envelope: what is not handled is not read further.
             let envelope: Envelope = serde_json::from_slice(payload).map_err(fail)?;
             let action = envelope.action.as_deref().unwrap_or("");
-            return Ok(Event::Ignored {
-                reason: format!("{event_name}.{action} is not handled"),
-            });
+            return not_handled(action);
         }
         // One pass over the payload (the acknowledgement waits for it). An
         // action the bot does not handle may carry parts of another shape:
@@ -92,16 +93,12 @@ impl Event {
                 if is_handled(event_name, action) {
                     return Err(fail(error));
                 }
-                return Ok(Event::Ignored {
-                    reason: format!("{event_name}.{action} is not handled"),
-                });
+                return not_handled(action);
             }
         };
         let action = p.action.as_deref().unwrap_or("");
         if !is_handled(event_name, action) {
-            return Ok(Event::Ignored {
-                reason: format!("{event_name}.{action} is not handled"),
-            });
+            return not_handled(action);
         }
         let Some(installation) = p.installation else {
             return Ok(Event::Ignored {
