@@ -2,11 +2,13 @@
 # Fuzz every cargo-fuzz target in fuzz/ for a while; fail on any crash,
 # hang or runaway memory use.
 #
-#   tests/fuzz/run.sh [--seconds N] [--sanitizer address|none] [--toolchain NAME]
+#   tests/fuzz/run.sh [--seconds N] [--sanitizer address|none] [--dev] [--toolchain NAME] [--jobs N]
 #
 # --seconds     how long each target runs (default 180)
 # --sanitizer   address (default) or none; leak, memory and thread need
 #               a nightly toolchain's std and are not offered
+# --dev         build with fuzz/Cargo.toml's dev profile (light optimisation):
+#               quicker to build from scratch, slower per input
 # --toolchain   the rustup toolchain to build with (default stable: CI has
 #               only stable, so this runs what CI runs)
 # --jobs        targets fuzzed at once (default: the number of cores)
@@ -32,10 +34,12 @@ SECONDS_EACH=180
 SANITIZER=address
 TOOLCHAIN=stable
 JOBS=$(nproc)
+BUILD_FLAGS=()
 while (($#)); do
     case $1 in
         --seconds) SECONDS_EACH=$2; shift 2 ;;
         --sanitizer) SANITIZER=$2; shift 2 ;;
+        --dev) BUILD_FLAGS+=(--dev); shift ;;
         --toolchain) TOOLCHAIN=$2; shift 2 ;;
         --jobs) JOBS=$2; shift 2 ;;
         -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
@@ -69,8 +73,11 @@ export RUSTC_BOOTSTRAP=1
 declare -A MAX_LEN=([webhook]=65536 [tasklist]=16384)
 LIBFUZZER_OPTIONS=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
 
-echo "=== building the fuzz targets (${CARGO[*]} fuzz, sanitizer $SANITIZER)"
-"${CARGO[@]}" fuzz build --sanitizer "$SANITIZER"
+# `fuzz run` builds again with its own flags: both get the same ones, so
+# that it finds the targets built.
+BUILD_FLAGS+=(--sanitizer "$SANITIZER")
+echo "=== building the fuzz targets (${CARGO[*]} fuzz build ${BUILD_FLAGS[*]})"
+"${CARGO[@]}" fuzz build "${BUILD_FLAGS[@]}"
 
 mapfile -t TARGETS < <("${CARGO[@]}" fuzz list)
 ((${#TARGETS[@]} > 0)) || { echo "no fuzz targets in fuzz/" >&2; exit 1; }
@@ -93,7 +100,7 @@ fuzz_target() {
     fi
     stamp=$STAMPS/$target
     touch "$stamp"
-    "${CARGO[@]}" fuzz run --sanitizer "$SANITIZER" "$target" "$corpus" "$REPO/fuzz/seeds/$target" -- \
+    "${CARGO[@]}" fuzz run "${BUILD_FLAGS[@]}" "$target" "$corpus" "$REPO/fuzz/seeds/$target" -- \
         "${LIBFUZZER_OPTIONS[@]}" -max_len="${MAX_LEN[$target]:-65536}" \
         -max_total_time="$SECONDS_EACH" -artifact_prefix="$artifacts/" >"$log" 2>&1 || status=$?
     found=$(find "$artifacts" -type f -newer "$stamp")
@@ -101,8 +108,8 @@ fuzz_target() {
         {
             echo "!!! $target failed (exit $status). Inputs that failed:"
             printf '    %s\n' $found
-            echo "    replay: ${CARGO[*]} fuzz run --sanitizer $SANITIZER $target fuzz/artifacts/$target/<file>"
-            echo "    shrink: ${CARGO[*]} fuzz tmin --sanitizer $SANITIZER $target fuzz/artifacts/$target/<file>"
+            echo "    replay: ${CARGO[*]} fuzz run ${BUILD_FLAGS[*]} $target fuzz/artifacts/$target/<file>"
+            echo "    shrink: ${CARGO[*]} fuzz tmin ${BUILD_FLAGS[*]} $target fuzz/artifacts/$target/<file>"
         } >>"$log"
         return 1
     fi
