@@ -48,6 +48,11 @@ enum Job {
         delivery_id: String,
         reply: oneshot::Sender<Result<Added, PendingError>>,
     },
+    Other(OtherJob),
+}
+
+/// The jobs that are not deliveries.
+enum OtherJob {
     Call(StoreCall),
     Release(oneshot::Sender<()>),
 }
@@ -186,9 +191,9 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.inner
             .jobs
-            .send(Job::Call(Box::new(move |set| {
+            .send(Job::Other(OtherJob::Call(Box::new(move |set| {
                 let _ = reply.send(call(set));
-            })))
+            }))))
             .map_err(|_| closed())?;
         let outcome = answer.await.unwrap_or_else(|_| Err(closed()));
         self.note(&outcome);
@@ -401,7 +406,12 @@ impl Store {
     /// file), after every job sent before. Call once, as the process exits.
     pub async fn release(&self) {
         let (reply, done) = oneshot::channel();
-        if self.inner.jobs.send(Job::Release(reply)).is_ok() {
+        if self
+            .inner
+            .jobs
+            .send(Job::Other(OtherJob::Release(reply)))
+            .is_ok()
+        {
             let _ = done.await;
         }
     }
@@ -456,8 +466,14 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, PendingError>) -> Result<T, Pendi
         .unwrap_or_else(|_| Err(PendingError("a store call panicked".into())))
 }
 
+/// Runs a batch of jobs: its deliveries first, in one transaction, then
+/// the worker loop's calls in order. A delivery waits for no claim or
+/// completion queued beside it; the calls lose nothing by coming after, as
+/// a delivery recorded during a claim is what the store's `added_again`
+/// already handles.
 fn run_jobs(set: &dyn PendingSet, batch: Vec<Job>, figures: &Figures) {
     let mut adds = Vec::new();
+    let mut others = Vec::new();
     for job in batch {
         match job {
             Job::Add {
@@ -465,19 +481,22 @@ fn run_jobs(set: &dyn PendingSet, batch: Vec<Job>, figures: &Figures) {
                 delivery_id,
                 reply,
             } => adds.push((item, delivery_id, reply)),
-            Job::Call(call) => {
-                record(set, &mut adds, figures);
+            Job::Other(other) => others.push(other),
+        }
+    }
+    record(set, &mut adds, figures);
+    for job in others {
+        match job {
+            OtherJob::Call(call) => {
                 // A panicking call drops its reply: the caller sees an error.
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(|| call(set)));
             }
-            Job::Release(reply) => {
-                record(set, &mut adds, figures);
+            OtherJob::Release(reply) => {
                 set.release();
                 let _ = reply.send(());
             }
         }
     }
-    record(set, &mut adds, figures);
 }
 
 type PendingAdd = (
@@ -586,6 +605,46 @@ mod tests {
         assert_eq!(store.len().await.unwrap(), 30);
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A claim queued before a delivery does not hold the delivery up:
+    /// the batch records the delivery first, and the claim then finds it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_is_recorded_before_calls_queued_beside_it() {
+        let store = Store::spawn(Arc::new(MemoryPendingSet::new())).unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, holding) = oneshot::channel();
+        let holding_store = store.clone();
+        let holder = tokio::spawn(async move {
+            holding_store
+                .call(move |_| {
+                    let _ = started.send(());
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+        });
+        holding.await.unwrap();
+        let claim_store = store.clone();
+        let mut claim = Box::pin(async move {
+            claim_store
+                .claim(InstallationId(1), SystemTime::now())
+                .await
+        });
+        let add_store = store.clone();
+        let mut add = Box::pin(async move { add_store.add(pull(1), "d").await });
+        // Polled once, in this order, each has sent its job.
+        std::future::poll_fn(|cx| {
+            assert!(claim.as_mut().poll(cx).is_pending(), "the thread is held");
+            assert!(add.as_mut().poll(cx).is_pending(), "the thread is held");
+            std::task::Poll::Ready(())
+        })
+        .await;
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        assert_eq!(add.await.unwrap(), Added::New);
+        let claimed = claim.await.unwrap().expect("the claim finds the delivery");
+        assert_eq!(claimed.item, pull(1));
     }
 
     /// A set whose every call fails, as a store on a full disk would.
