@@ -248,6 +248,60 @@ mod cases {
         assert!(c.is_empty());
     }
 
+    /// A batch meets claimed and waiting rows, and names delivery ids the
+    /// store has seen and ids it names twice itself: each delivery gets
+    /// the outcome it would have had recorded alone, after the ones before.
+    pub fn a_batch_gives_each_delivery_the_outcome_it_would_have_alone(b: &impl Backend) {
+        let set = b.open();
+        let now = SystemTime::now();
+        set.add(pull(1, 1), "x").unwrap();
+        let claimed = set.claim(InstallationId(1), now).unwrap().unwrap();
+        assert_eq!(claimed.item, pull(1, 1));
+        set.add(pull(1, 3), "y").unwrap();
+        let batch = [
+            // Seen, but its item is claimed: the claimer may have read
+            // before it, so the work is done again.
+            (pull(1, 1), "x".to_owned()),
+            // Seen, and its item waits: nothing to add.
+            (pull(1, 3), "y".to_owned()),
+            // New, and its item waits: joins it.
+            (pull(1, 3), "z".to_owned()),
+            // Seen before, for an item with no row: recorded like a new one.
+            (pull(1, 4), "y".to_owned()),
+            (pull(1, 4), "w".to_owned()),
+            // Named twice in the batch, its item now waiting.
+            (pull(1, 4), "w".to_owned()),
+        ];
+        assert_eq!(
+            set.add_many(&batch).unwrap(),
+            [
+                Added::Coalesced,
+                Added::DuplicateDelivery,
+                Added::Coalesced,
+                Added::New,
+                Added::Coalesced,
+                Added::DuplicateDelivery,
+            ]
+        );
+        assert_eq!(set.len(), 3);
+        // The waiting items answer the latest deliveries that joined them,
+        // in the order they were first recorded.
+        let third = set.claim(InstallationId(1), now).unwrap().unwrap();
+        assert_eq!((third.item, third.delivery_id.as_str()), (pull(1, 3), "z"));
+        let fourth = set.claim(InstallationId(1), now).unwrap().unwrap();
+        assert_eq!(
+            (fourth.item, fourth.delivery_id.as_str()),
+            (pull(1, 4), "w")
+        );
+        // The claimed item comes back once its claim is done.
+        set.done(&claimed).unwrap();
+        let again = set
+            .claim(InstallationId(1), SystemTime::now() + RECHECK_DELAY)
+            .unwrap()
+            .expect("the claimed item is requeued");
+        assert_eq!((again.item, again.delivery_id.as_str()), (pull(1, 1), "x"));
+    }
+
     pub fn a_batch_is_recorded_at_once_with_each_outcome(b: &impl Backend) {
         let set = b.open();
         let batch = [
@@ -532,6 +586,7 @@ for_each_store!(
     claims_are_per_installation_and_first_come_first_served,
     a_delivery_seen_before_is_recorded_again_unless_its_item_is_waiting,
     a_batch_is_recorded_at_once_with_each_outcome,
+    a_batch_gives_each_delivery_the_outcome_it_would_have_alone,
     a_retirement_waits_while_its_pull_request_is_claimed,
     an_add_during_a_claim_brings_the_item_back_after_done,
     retry_later_waits_and_counts_attempts,

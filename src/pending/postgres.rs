@@ -33,6 +33,7 @@
 //! [`CALL_TIMEOUT`], so that a database that does not answer turns into an
 //! error (a 503 for a delivery) well within GitHub's 10 s.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -650,79 +651,165 @@ fn worth_retrying(error: &tokio_postgres::Error) -> bool {
     })
 }
 
-/// Records one delivery: remembers its id; a delivery seen before whose
-/// work still waits is a duplicate and adds nothing; anything else is
-/// upserted into `pending`. One statement, so that a batch is pipelined:
-/// its statements go out together and run in order, each seeing the ones
-/// before it. Returns (duplicate, inserted).
-const RECORD_DELIVERY: &str = "
-    WITH remembered AS (
-        INSERT INTO deliveries (id, seen_ms) VALUES ($5, $6)
-        ON CONFLICT (id) DO NOTHING
-        RETURNING 1
-    ), duplicate AS (
-        SELECT 1 FROM pending
-        WHERE installation = $1 AND repo = $2 AND kind = $3 AND target = $4
-          AND claimed_by IS NULL
-          AND NOT EXISTS (SELECT 1 FROM remembered)
-    ), upserted AS (
-        INSERT INTO pending (installation, repo, kind, target, delivery_id, received_ms)
-        SELECT $1, $2, $3, $4, $5, $6
-        WHERE NOT EXISTS (SELECT 1 FROM duplicate)
-        ON CONFLICT (installation, repo, kind, target) DO UPDATE SET
-            delivery_id = EXCLUDED.delivery_id,
-            added_again = pending.claimed_by IS NOT NULL,
-            again_received_ms = CASE WHEN pending.claimed_by IS NULL
-                THEN pending.again_received_ms
-                ELSE coalesce(pending.again_received_ms, EXCLUDED.received_ms) END
-        RETURNING xmax = 0 AS inserted
-    )
-    SELECT EXISTS (SELECT 1 FROM duplicate), coalesce((SELECT inserted FROM upserted), false)";
+/// Remembers a batch's delivery ids; returns those not seen before.
+const REMEMBER_DELIVERIES: &str = "
+    INSERT INTO deliveries (id, seen_ms) SELECT unnest($1::text[]), $2
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id";
 
-/// Records each delivery of `batch` in one transaction, in arrival order
-/// (claims are first come, first served). The deliveries' statements are
-/// pipelined: a batch costs four round trips to the database, whatever its
-/// size, which is what the acknowledgement of a burst waits for. Two hosts
-/// recording overlapping batches in opposite orders can deadlock;
-/// PostgreSQL then aborts one transaction and the caller tries it again.
+/// Locks the rows a batch touches, in one order for every host, and says
+/// which of them are claimed. Rows another transaction inserts meanwhile
+/// are not seen here; the upsert below then waits for that transaction and
+/// updates the row it committed.
+const LOCK_PENDING: &str = "
+    SELECT p.installation, p.repo, p.kind, p.target, p.claimed_by IS NOT NULL
+    FROM pending p
+    JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS k(installation, repo, kind, target)
+      USING (installation, repo, kind, target)
+    ORDER BY p.installation, p.repo, p.kind, p.target
+    FOR UPDATE OF p";
+
+/// Records the batch's work, one row per key, in arrival order (claims are
+/// first come, first served): a new row waits; a waiting one takes the
+/// latest delivery; a claimed one is marked to be done again, since its
+/// claimer may have read the state before this delivery.
+const UPSERT_PENDING: &str = "
+    INSERT INTO pending (installation, repo, kind, target, delivery_id, received_ms)
+    SELECT installation, repo, kind, target, delivery_id, $6
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+         WITH ORDINALITY AS batch(installation, repo, kind, target, delivery_id, position)
+    ORDER BY position
+    ON CONFLICT (installation, repo, kind, target) DO UPDATE SET
+        delivery_id = EXCLUDED.delivery_id,
+        added_again = pending.claimed_by IS NOT NULL,
+        again_received_ms = CASE WHEN pending.claimed_by IS NULL
+            THEN pending.again_received_ms
+            ELSE coalesce(pending.again_received_ms, EXCLUDED.received_ms) END";
+
+/// A row key: installation, repo, kind, target.
+type RowKey<'a> = (i64, &'a str, &'a str, &'a str);
+
+/// Row keys as the four arrays the statements take.
+fn key_columns<'a>(keys: &[RowKey<'a>]) -> (Vec<i64>, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
+    (
+        keys.iter().map(|k| k.0).collect(),
+        keys.iter().map(|k| k.1).collect(),
+        keys.iter().map(|k| k.2).collect(),
+        keys.iter().map(|k| k.3).collect(),
+    )
+}
+
+/// What the batch finds and leaves in one row, delivery by delivery.
+struct RowState<'a> {
+    exists: bool,
+    claimed: bool,
+    /// The delivery the row ends up with, when the batch writes it.
+    written_by: Option<&'a str>,
+}
+
+/// Records `batch` in one transaction, in four round trips to the database
+/// and three statements over arrays, whatever its size: a burst's
+/// acknowledgements wait for this. Each delivery's outcome is the one it
+/// would have had recorded alone, after the deliveries before it: a
+/// delivery seen before (in the database or earlier in the batch) whose
+/// work still waits is a duplicate and adds nothing; otherwise it creates
+/// its row or joins it. Two hosts recording overlapping batches can
+/// deadlock; PostgreSQL then aborts one transaction and the caller tries
+/// it again.
 async fn record_all(
     client: &mut deadpool_postgres::Object,
     batch: &[(WorkItem, String)],
 ) -> Result<Vec<Added>, tokio_postgres::Error> {
     let now = millis(SystemTime::now());
-    let transaction = client.transaction().await?;
-    let record = transaction.prepare_cached(RECORD_DELIVERY).await?;
     let keys: Vec<_> = batch.iter().map(|(item, _)| key(item)).collect();
-    let parameters: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 6]> = keys
+    let keys: Vec<RowKey<'_>> = keys
         .iter()
-        .zip(batch)
-        .map(|((installation, repo, kind, target), (_, delivery_id))| {
-            [
-                installation as _,
-                repo as _,
-                kind as _,
-                target as _,
-                delivery_id as _,
-                &now as _,
-            ]
-        })
+        .map(|(installation, repo, kind, target)| (*installation, *repo, *kind, target.as_str()))
         .collect();
-    let statements = parameters
+    let mut unique_keys: Vec<RowKey<'_>> = Vec::new();
+    let mut rows: HashMap<RowKey<'_>, RowState<'_>> = HashMap::new();
+    for row_key in &keys {
+        rows.entry(*row_key).or_insert_with(|| {
+            unique_keys.push(*row_key);
+            RowState {
+                exists: false,
+                claimed: false,
+                written_by: None,
+            }
+        });
+    }
+    let mut unique_ids: Vec<&str> = Vec::new();
+    let mut listed = HashSet::new();
+    for (_, delivery_id) in batch {
+        if listed.insert(delivery_id.as_str()) {
+            unique_ids.push(delivery_id);
+        }
+    }
+
+    let transaction = client.transaction().await?;
+    let remember = transaction.prepare_cached(REMEMBER_DELIVERIES).await?;
+    let lock = transaction.prepare_cached(LOCK_PENDING).await?;
+    let upsert = transaction.prepare_cached(UPSERT_PENDING).await?;
+    let (installations, repos, kinds, targets) = key_columns(&unique_keys);
+    // Sent together; they run in this order.
+    let (remembered, found) = futures_util::future::try_join(
+        transaction.query(&remember, &[&unique_ids, &now]),
+        transaction.query(&lock, &[&installations, &repos, &kinds, &targets]),
+    )
+    .await?;
+    let mut unseen: HashSet<&str> = remembered.iter().map(|row| row.get::<_, &str>(0)).collect();
+    for row in &found {
+        let row_key: RowKey<'_> = (row.get(0), row.get(1), row.get(2), row.get(3));
+        if let Some(state) = rows.get_mut(&row_key) {
+            state.exists = true;
+            state.claimed = row.get(4);
+        }
+    }
+
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (row_key, (_, delivery_id)) in keys.iter().zip(batch) {
+        // A delivery id is new only the first time the batch names it.
+        let first_sight = unseen.remove(delivery_id.as_str());
+        let state = rows.get_mut(row_key).expect("every key has a state");
+        if !first_sight && state.exists && !state.claimed {
+            outcomes.push(Added::DuplicateDelivery);
+            continue;
+        }
+        outcomes.push(if state.exists {
+            Added::Coalesced
+        } else {
+            Added::New
+        });
+        state.exists = true;
+        state.written_by = Some(delivery_id);
+    }
+
+    let writes: Vec<(RowKey<'_>, &str)> = unique_keys
         .iter()
-        .map(|parameters| transaction.query_one(&record, parameters));
-    let rows = futures_util::future::try_join_all(statements).await?;
-    let outcomes: Vec<Added> = rows
-        .iter()
-        .map(|row| match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
-            (true, _) => Added::DuplicateDelivery,
-            (false, true) => Added::New,
-            (false, false) => Added::Coalesced,
-        })
+        .filter_map(|row_key| rows[row_key].written_by.map(|id| (*row_key, id)))
         .collect();
-    if outcomes.contains(&Added::New) {
-        transaction
-            .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+    if !writes.is_empty() {
+        let written_keys: Vec<RowKey<'_>> = writes.iter().map(|(k, _)| *k).collect();
+        let (installations, repos, kinds, targets) = key_columns(&written_keys);
+        let delivery_ids: Vec<&str> = writes.iter().map(|(_, id)| *id).collect();
+        let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &installations,
+            &repos,
+            &kinds,
+            &targets,
+            &delivery_ids,
+            &now,
+        ];
+        let recorded = transaction.execute(&upsert, &parameters);
+        if outcomes.contains(&Added::New) {
+            futures_util::future::try_join(
+                recorded,
+                transaction.execute("SELECT pg_notify($1, '')", &[&CHANNEL]),
+            )
             .await?;
+        } else {
+            recorded.await?;
+        }
     }
     transaction.commit().await?;
     Ok(outcomes)
