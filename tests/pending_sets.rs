@@ -601,6 +601,34 @@ for_each_store!(
 
 // PostgreSQL only: what only a fleet-wide store does.
 
+/// A batch the database refuses is recorded not at all, and the
+/// connection it failed on serves no later call with its transaction
+/// still open: what comes next is recorded and committed.
+#[test]
+fn a_refused_batch_leaves_no_transaction_behind() {
+    let url = pg::fresh_database();
+    let set = PostgresPendingSet::open(&url, TEST_LEASE).unwrap();
+    // PostgreSQL's text cannot hold NUL.
+    let refused = WorkItem::PullRequest(PullRequestRef {
+        installation: InstallationId(1),
+        repo: RepoName("octo/re\0po".into()),
+        number: PullNumber(2),
+    });
+    let error = set
+        .add_many(&[(pull(1, 1), "a".into()), (refused, "b".into())])
+        .unwrap_err();
+    assert!(error.0.contains("database error"), "{error}");
+    assert_eq!(set.len(), 0, "all of the batch or none of it");
+    for i in 0..8 {
+        assert_eq!(
+            set.add(pull(1, 10 + i), &format!("d{i}")).unwrap(),
+            Added::New
+        );
+    }
+    let other = PostgresPendingSet::open(&url, TEST_LEASE).unwrap();
+    assert_eq!(other.len(), 8, "committed, as another worker sees");
+}
+
 /// Workers starting together migrate the schema once, under the advisory
 /// lock, and all come up.
 #[test]

@@ -205,8 +205,12 @@ impl PostgresPendingSet {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Last in, first out: a burst's batches go to the connection used
+        // last, whose statements are prepared and whose server process has
+        // the tables' catalog at hand, not to a cold one in turn.
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(CALL_TIMEOUT))
             .create_timeout(Some(CALL_TIMEOUT))
@@ -225,6 +229,11 @@ impl PostgresPendingSet {
         block_on(&runtime, CALL_TIMEOUT * 6, async move {
             migrate(&migrate_config).await?;
             setup.renew_lease().await?;
+            // An empty batch prepares the recording statements and plans
+            // them, so that the first deliveries after a start do not wait
+            // for that (several milliseconds on a fresh connection).
+            let client = setup.client().await?;
+            record_all(client, &[]).await.map_err(db_error)?;
             Ok(())
         })
         .map_err(|e| anyhow::anyhow!("PostgreSQL at {shown}: {}", e.0))?;
@@ -707,9 +716,10 @@ struct RowState<'a> {
     written_by: Option<&'a str>,
 }
 
-/// Records `batch` in one transaction, in four round trips to the database
+/// Records `batch` in one transaction, in two round trips to the database
 /// and three statements over arrays, whatever its size: a burst's
-/// acknowledgements wait for this. Each delivery's outcome is the one it
+/// acknowledgements wait for this, and on a busy host every round trip
+/// also waits for the database's process to be scheduled. Each delivery's outcome is the one it
 /// would have had recorded alone, after the deliveries before it: a
 /// delivery seen before (in the database or earlier in the batch) whose
 /// work still waits is a duplicate and adds nothing; otherwise it creates
@@ -717,7 +727,7 @@ struct RowState<'a> {
 /// deadlock; PostgreSQL then aborts one transaction and the caller tries
 /// it again.
 async fn record_all(
-    client: &mut deadpool_postgres::Object,
+    client: deadpool_postgres::Object,
     batch: &[(WorkItem, String)],
 ) -> Result<Vec<Added>, tokio_postgres::Error> {
     let now = millis(SystemTime::now());
@@ -746,15 +756,18 @@ async fn record_all(
         }
     }
 
-    let transaction = client.transaction().await?;
-    let remember = transaction.prepare_cached(REMEMBER_DELIVERIES).await?;
-    let lock = transaction.prepare_cached(LOCK_PENDING).await?;
-    let upsert = transaction.prepare_cached(UPSERT_PENDING).await?;
+    let remember = client.prepare_cached(REMEMBER_DELIVERIES).await?;
+    let lock = client.prepare_cached(LOCK_PENDING).await?;
+    let upsert = client.prepare_cached(UPSERT_PENDING).await?;
+    let notify = client.prepare_cached("SELECT pg_notify($1, '')").await?;
+    let transaction = Uncommitted::new(client);
+    let client = transaction.client();
     let (installations, repos, kinds, targets) = key_columns(&unique_keys);
-    // Sent together; they run in this order.
-    let (remembered, found) = futures_util::future::try_join(
-        transaction.query(&remember, &[&unique_ids, &now]),
-        transaction.query(&lock, &[&installations, &repos, &kinds, &targets]),
+    // Sent together, with BEGIN; they run in this order.
+    let (_, remembered, found) = futures_util::future::try_join3(
+        client.batch_execute("BEGIN"),
+        client.query(&remember, &[&unique_ids, &now]),
+        client.query(&lock, &[&installations, &repos, &kinds, &targets]),
     )
     .await?;
     let mut unseen: HashSet<&str> = remembered.iter().map(|row| row.get::<_, &str>(0)).collect();
@@ -788,31 +801,73 @@ async fn record_all(
         .iter()
         .filter_map(|row_key| rows[row_key].written_by.map(|id| (*row_key, id)))
         .collect();
-    if !writes.is_empty() {
-        let written_keys: Vec<RowKey<'_>> = writes.iter().map(|(k, _)| *k).collect();
-        let (installations, repos, kinds, targets) = key_columns(&written_keys);
-        let delivery_ids: Vec<&str> = writes.iter().map(|(_, id)| *id).collect();
-        let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-            &installations,
-            &repos,
-            &kinds,
-            &targets,
-            &delivery_ids,
-            &now,
-        ];
-        let recorded = transaction.execute(&upsert, &parameters);
+    // The writes and COMMIT, sent together too: should a write fail, the
+    // transaction is aborted, COMMIT rolls it back, and the write's error
+    // is what this returns.
+    let written_keys: Vec<RowKey<'_>> = writes.iter().map(|(k, _)| *k).collect();
+    let (installations, repos, kinds, targets) = key_columns(&written_keys);
+    let delivery_ids: Vec<&str> = writes.iter().map(|(_, id)| *id).collect();
+    let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &installations,
+        &repos,
+        &kinds,
+        &targets,
+        &delivery_ids,
+        &now,
+    ];
+    let recorded = async {
+        if !writes.is_empty() {
+            client.execute(&upsert, &parameters).await?;
+        }
+        Ok(())
+    };
+    let notified = async {
         if outcomes.contains(&Added::New) {
-            futures_util::future::try_join(
-                recorded,
-                transaction.execute("SELECT pg_notify($1, '')", &[&CHANNEL]),
-            )
-            .await?;
-        } else {
-            recorded.await?;
+            client.execute(&notify, &[&CHANNEL]).await?;
+        }
+        Ok(())
+    };
+    futures_util::future::try_join3(recorded, notified, client.batch_execute("COMMIT")).await?;
+    transaction.committed();
+    Ok(outcomes)
+}
+
+/// A pooled connection inside a transaction begun by hand (so that BEGIN
+/// and COMMIT travel with the statements). Unless the transaction is
+/// marked committed, the connection is taken out of the pool when this is
+/// dropped, by an error or a timeout: it never goes back to the pool with
+/// a transaction open.
+struct Uncommitted {
+    client: Option<deadpool_postgres::Object>,
+    committed: bool,
+}
+
+impl Uncommitted {
+    fn new(client: deadpool_postgres::Object) -> Uncommitted {
+        Uncommitted {
+            client: Some(client),
+            committed: false,
         }
     }
-    transaction.commit().await?;
-    Ok(outcomes)
+
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.client.as_ref().expect("held until dropped")
+    }
+
+    fn committed(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for Uncommitted {
+    fn drop(&mut self) {
+        if !self.committed {
+            if let Some(client) = self.client.take() {
+                // Detached from the pool, the connection closes.
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
+    }
 }
 
 impl Drop for PostgresPendingSet {
@@ -836,8 +891,8 @@ impl PendingSet for PostgresPendingSet {
             let mut tries = 0;
             loop {
                 tries += 1;
-                let mut client = shared.client().await?;
-                match record_all(&mut client, &batch).await {
+                let client = shared.client().await?;
+                match record_all(client, &batch).await {
                     Ok(outcomes) => return Ok(outcomes),
                     Err(error) if worth_retrying(&error) && tries < TRANSACTION_TRIES => {}
                     Err(error) => return Err(db_error(error)),
