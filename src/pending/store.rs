@@ -555,11 +555,14 @@ mod tests {
         })
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn deliveries_that_wait_together_share_one_transaction() {
-        let dir = std::env::temp_dir().join(format!("tlb-group-{}", std::process::id()));
-        let store = Store::spawn(Arc::new(SqlitePendingSet::open(&dir).unwrap())).unwrap();
-        // Hold the store thread, so that the deliveries queue up behind it.
+    /// Occupies the store thread with a call until the returned sender
+    /// sends (or drops); returns once the call has begun.
+    async fn hold_the_thread(
+        store: &Store,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), PendingError>>,
+    ) {
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, holding) = oneshot::channel();
         let holding_store = store.clone();
@@ -573,6 +576,15 @@ mod tests {
                 .await
         });
         holding.await.unwrap();
+        (release, holder)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliveries_that_wait_together_share_one_transaction() {
+        let dir = std::env::temp_dir().join(format!("tlb-group-{}", std::process::id()));
+        let store = Store::spawn(Arc::new(SqlitePendingSet::open(&dir).unwrap())).unwrap();
+        // Hold the store thread, so that the deliveries queue up behind it.
+        let (release, holder) = hold_the_thread(&store).await;
         let (batches_before, _) = store.commit_counts();
         let mut adds: Vec<_> = (0..40u64)
             .map(|i| {
@@ -612,19 +624,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_delivery_is_recorded_before_calls_queued_beside_it() {
         let store = Store::spawn(Arc::new(MemoryPendingSet::new())).unwrap();
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (started, holding) = oneshot::channel();
-        let holding_store = store.clone();
-        let holder = tokio::spawn(async move {
-            holding_store
-                .call(move |_| {
-                    let _ = started.send(());
-                    let _ = held.recv();
-                    Ok(())
-                })
-                .await
-        });
-        holding.await.unwrap();
+        let (release, holder) = hold_the_thread(&store).await;
         let claim_store = store.clone();
         let mut claim = Box::pin(async move {
             claim_store
