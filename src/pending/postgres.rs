@@ -229,9 +229,10 @@ impl PostgresPendingSet {
         block_on(&runtime, CALL_TIMEOUT * 6, async move {
             migrate(&migrate_config).await?;
             setup.renew_lease().await?;
-            // An empty batch prepares the recording statements and plans
-            // them, so that the first deliveries after a start do not wait
-            // for that (several milliseconds on a fresh connection).
+            // An empty batch prepares the recording statements and runs
+            // the two that read, so that the first deliveries after a start
+            // do not wait for the server to load the tables' catalog
+            // (several milliseconds on a fresh connection).
             let client = setup.client().await?;
             record_all(client, &[]).await.map_err(db_error)?;
             Ok(())
@@ -719,11 +720,11 @@ struct RowState<'a> {
 /// Records `batch` in one transaction, in two round trips to the database
 /// and three statements over arrays, whatever its size: a burst's
 /// acknowledgements wait for this, and on a busy host every round trip
-/// also waits for the database's process to be scheduled. Each delivery's outcome is the one it
-/// would have had recorded alone, after the deliveries before it: a
-/// delivery seen before (in the database or earlier in the batch) whose
-/// work still waits is a duplicate and adds nothing; otherwise it creates
-/// its row or joins it. Two hosts recording overlapping batches can
+/// also waits for the database's process to be scheduled. Each delivery's
+/// outcome is the one it would have had recorded alone, after the
+/// deliveries before it: a delivery seen before (in the database or earlier
+/// in the batch) whose work still waits is a duplicate and adds nothing;
+/// otherwise it creates its row or joins it. Two hosts recording overlapping batches can
 /// deadlock; PostgreSQL then aborts one transaction and the caller tries
 /// it again.
 async fn record_all(
