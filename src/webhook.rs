@@ -155,7 +155,9 @@ impl IntoResponse for Rejection {
 pub struct Delivery {
     pub id: String,
     pub event: String,
-    pub payload: Vec<u8>,
+    /// The JSON: the request body itself (not a copy) when it was sent as
+    /// JSON.
+    pub payload: Bytes,
 }
 
 enum ContentType {
@@ -164,7 +166,7 @@ enum ContentType {
 }
 
 /// Checks headers, content type and signature, and extracts the JSON.
-pub fn verify(headers: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<Delivery, Rejection> {
+pub fn verify(headers: &HeaderMap, body: &Bytes, secret: &[u8]) -> Result<Delivery, Rejection> {
     let header = |name: &'static str| {
         headers
             .get(name)
@@ -188,8 +190,8 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<Deliver
         return Err(Rejection::BadSignature);
     }
     let payload = match content_type {
-        ContentType::Json => body.to_vec(),
-        ContentType::Form => form_payload(body)?,
+        ContentType::Json => body.clone(),
+        ContentType::Form => Bytes::from(form_payload(body)?),
     };
     Ok(Delivery { id, event, payload })
 }
@@ -616,7 +618,7 @@ enum Accepted {
     Record(Vec<WorkItem>, String),
 }
 
-fn accept(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, Rejection> {
+fn accept(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Accepted, Rejection> {
     let secret = crate::config::secret_bytes(&state.config.webhook_secret);
     let delivery = verify(headers, body, secret)?;
     if delivery.event == "push" {
@@ -812,7 +814,7 @@ mod tests {
 
     #[test]
     fn each_missing_header_is_named() {
-        let body = b"{}";
+        let body = &Bytes::from_static(b"{}");
         let signature = sign(body);
         let all = [
             ("x-github-event", "ping"),
@@ -831,6 +833,21 @@ mod tests {
     }
 
     #[test]
+    fn a_json_payload_is_the_body_itself_not_a_copy() {
+        let body = Bytes::from(r#"{"action":"labeled"}"#);
+        let signature = sign(&body);
+        let map = headers(&[
+            ("x-github-event", "pull_request"),
+            ("x-github-delivery", "d-1"),
+            ("x-hub-signature-256", &signature),
+            ("content-type", "application/json"),
+        ]);
+        let delivery = verify(&map, &body, SECRET).unwrap();
+        assert_eq!(delivery.payload, body);
+        assert_eq!(delivery.payload.as_ptr(), body.as_ptr());
+    }
+
+    #[test]
     fn form_encoded_deliveries_are_signed_over_the_raw_form() {
         let json = r#"{"zen":"Design for failure."}"#;
         let body: String = form_urlencoded::Serializer::new(String::new())
@@ -843,7 +860,7 @@ mod tests {
             ("x-hub-signature-256", &signature),
             ("content-type", "application/x-www-form-urlencoded"),
         ]);
-        let delivery = verify(&map, body.as_bytes(), SECRET).unwrap();
+        let delivery = verify(&map, &Bytes::from(body), SECRET).unwrap();
         assert_eq!(delivery.payload, json.as_bytes());
     }
 
@@ -887,7 +904,7 @@ mod tests {
             ("x-hub-signature-256", &signature),
             ("content-type", "text/plain"),
         ]);
-        let error = verify(&map, b"x", SECRET).unwrap_err();
+        let error = verify(&map, &Bytes::from_static(b"x"), SECRET).unwrap_err();
         assert_eq!(error.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 }
