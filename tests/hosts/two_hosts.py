@@ -149,6 +149,31 @@ def add_repos(fake, pulls):
         fake_call("POST", f"{fake}/_fake/repos", {"installation_id": installation, "full_name": repo})
 
 
+def seed_pulls(fake, args, prefix, ticked):
+    """`args.prs` pull requests in each of `args.installations` repositories
+    at the fake, each with two boxes of which `ticked` are ticked, and the
+    check each one calls for."""
+    pulls = make_pulls(prefix, args.first_installation, args.installations, args.prs, 2)
+    add_repos(fake, pulls)
+    for pull in pulls:
+        pull["body"] = chaos.body_with(pull["number"], 2, ticked)
+        put_pull(fake, pull, pull["body"])
+        pull["expected"] = chaos.expected_check(pull["body"], [])
+    return pulls
+
+
+def deliver_opened(args, secret, prefix, pulls):
+    """An `opened` delivery of every pull request through the front,
+    interleaved over the installations so that each one's deliveries
+    arrive at the same pace; the order sent and the records."""
+    order = sorted(pulls, key=lambda p: (p["number"], p["installation"]))
+    records = in_parallel(
+        [lambda p=p: pr_delivery(args.bot, secret, prefix, p, "opened", p["body"]) for p in order],
+        args.connections,
+    )
+    return order, records
+
+
 def put_pull(fake, pull, body):
     fake_call(
         "PUT",
@@ -327,22 +352,9 @@ def cmd_burst(args):
     secret = open(args.secret_file, "rb").read()
     db = Database(args.psql, args.pg)
     prefix = "burst"
-    pulls = make_pulls(prefix, args.first_installation, args.installations, args.prs, 2)
-    add_repos(fake, pulls)
-    for pull in pulls:
-        body = chaos.body_with(pull["number"], 2, 1)
-        put_pull(fake, pull, body)
-        pull["body"] = body
-        pull["expected"] = chaos.expected_check(body, [])
-
-    # Interleaved over the installations, so that each one's deliveries
-    # arrive at the same pace.
-    order = sorted(pulls, key=lambda p: (p["number"], p["installation"]))
+    pulls = seed_pulls(fake, args, prefix, ticked=1)
     started = time.time()
-    records = in_parallel(
-        [lambda p=p: pr_delivery(args.bot, secret, prefix, p, "opened", p["body"]) for p in order],
-        args.connections,
-    )
+    _order, records = deliver_opened(args, secret, prefix, pulls)
     sent_for = time.time() - started
     results.note(f"sent {len(records)} deliveries over {args.installations} installations in {sent_for:.1f} s")
     deliveries_answered(results, records)
@@ -518,17 +530,8 @@ def cmd_kill(args):
     secret = open(args.secret_file, "rb").read()
     db = Database(args.psql, args.pg)
     prefix = "kill"
-    pulls = make_pulls(prefix, args.first_installation, args.installations, args.prs, 2)
-    add_repos(fake, pulls)
-    for pull in pulls:
-        pull["body"] = chaos.body_with(pull["number"], 2, 0)
-        put_pull(fake, pull, pull["body"])
-        pull["expected"] = chaos.expected_check(pull["body"], [])
-    order = sorted(pulls, key=lambda p: (p["number"], p["installation"]))
-    records = in_parallel(
-        [lambda p=p: pr_delivery(args.bot, secret, prefix, p, "opened", p["body"]) for p in order],
-        args.connections,
-    )
+    pulls = seed_pulls(fake, args, prefix, ticked=0)
+    order, records = deliver_opened(args, secret, prefix, pulls)
 
     deadline = time.monotonic() + 60
     written = 0
