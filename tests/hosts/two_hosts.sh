@@ -237,13 +237,8 @@ if ! haproxy -c -q -f "$WORK/haproxy.cfg" 2>&1 | note; then
     not_ok "HAProxy accepts its configuration"
     exit 1
 fi
-haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
-HAPROXY_PID=$!
-if ! "${WEBHOOKS[@]}" wait-http --url "$STATS_URL" --timeout 10; then
-    note <"$WORK/haproxy.log"
-    not_ok "start HAProxy"
-    exit 1
-fi
+start_waited HAPROXY_PID HAProxy "$WORK/haproxy.log" "$STATS_URL" 10 \
+    haproxy -db -f "$WORK/haproxy.cfg"
 echo "# HAProxy (pid $HAPROXY_PID), statistics on $STATS_URL"
 
 # --- two hosts -----------------------------------------------------------------

@@ -245,15 +245,27 @@ pick_ports() {
 # start_fake: the fake GitHub (FAKE) on FAKE_PORT for App 1 with the test
 # key, its log in WORK/fake.log; `not ok` and exit if it does not answer.
 start_fake() {
-    "$FAKE" --listen "127.0.0.1:$FAKE_PORT" --app-id 1 \
-        --public-key "$REPO/tests/data/test-app-key.pub.pem" >"$WORK/fake.log" 2>&1 &
-    FAKE_PID=$!
-    if ! "${WEBHOOKS[@]}" wait-http --url "$FAKE_URL/_fake/health" --timeout 20; then
-        note <"$WORK/fake.log"
-        not_ok "start the fake GitHub"
+    start_waited FAKE_PID "the fake GitHub" "$WORK/fake.log" "$FAKE_URL/_fake/health" 20 \
+        "$FAKE" --listen "127.0.0.1:$FAKE_PORT" --app-id 1 \
+        --public-key "$REPO/tests/data/test-app-key.pub.pem"
+    echo "# fake GitHub on $FAKE_URL (pid $FAKE_PID)"
+}
+
+# start_waited PID_VAR WHAT LOG URL TIMEOUT COMMAND...: runs COMMAND in the
+# background, its output in LOG, its pid in the variable PID_VAR at once (so
+# that the cleanup stops it whatever happens next), and waits up to TIMEOUT
+# seconds for URL to answer; if it does not, shows LOG and ends the run with
+# `not ok - start WHAT`.
+start_waited() {
+    local pid_var=$1 what=$2 log=$3 url=$4 timeout=$5
+    shift 5
+    "$@" >"$log" 2>&1 &
+    printf -v "$pid_var" '%s' "$!"
+    if ! "${WEBHOOKS[@]}" wait-http --url "$url" --timeout "$timeout"; then
+        note <"$log"
+        not_ok "start $what"
         exit 1
     fi
-    echo "# fake GitHub on $FAKE_URL (pid $FAKE_PID)"
 }
 
 # stage_credentials [--newline]: the App's private key and a new webhook
