@@ -724,9 +724,9 @@ struct RowState<'a> {
 /// outcome is the one it would have had recorded alone, after the
 /// deliveries before it: a delivery seen before (in the database or earlier
 /// in the batch) whose work still waits is a duplicate and adds nothing;
-/// otherwise it creates its row or joins it. Two hosts recording overlapping batches can
-/// deadlock; PostgreSQL then aborts one transaction and the caller tries
-/// it again.
+/// otherwise it creates its row or joins it. Two hosts recording
+/// overlapping batches can deadlock; PostgreSQL then aborts one transaction
+/// and the caller tries it again.
 async fn record_all(
     client: deadpool_postgres::Object,
     batch: &[(WorkItem, String)],
