@@ -283,6 +283,70 @@ fn project_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// What a fleet runs against: the fake GitHub with every scenario's pull
+/// requests seeded, and the settings its workers start with. Both kinds of
+/// fleet (state directory, PostgreSQL) are staged here.
+struct Stage {
+    fake: FakeGitHub,
+    plans: Plans,
+    settings: FleetSettings,
+}
+
+impl Stage {
+    /// `name` tells this fleet's run directory from the others'.
+    async fn new(
+        args: &Args,
+        bot: &Path,
+        sizes: &Sizes,
+        workers: usize,
+        name: &str,
+        database_url: Option<String>,
+    ) -> anyhow::Result<Stage> {
+        let public_key_path = project_file("tests/data/test-app-key.pub.pem");
+        let public_key = std::fs::read(&public_key_path)
+            .with_context(|| format!("reading {}", public_key_path.display()))?;
+        let fake = FakeGitHub::start(APP_ID, &public_key).await;
+        // The benchmark drains bursts of thousands of check runs as fast as
+        // the fleet can write them: it measures throughput, not pacing, so
+        // it goes past GitHub's content-creation limit on purpose.
+        fake.set_content_creation_limits(false);
+        let plans = Plans::seed(&fake, sizes);
+        let run_dir = std::env::temp_dir().join(format!("tlb-fleet-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        let settings = FleetSettings {
+            bot: bot.to_owned(),
+            workers,
+            github_host: fake.host(),
+            webhook_secret: WEBHOOK_SECRET.to_owned(),
+            private_key_path: project_file("tests/data/test-app-key.pem"),
+            run_dir,
+            log_level: args.log_level.clone(),
+            database_url,
+        };
+        Ok(Stage {
+            fake,
+            plans,
+            settings,
+        })
+    }
+
+    /// Starts the fleet and waits [`SETTLE`] after every worker is ready.
+    async fn start_fleet(&self) -> anyhow::Result<Fleet> {
+        let fleet = Fleet::start(&self.settings).await?;
+        tokio::time::sleep(SETTLE).await;
+        Ok(fleet)
+    }
+
+    fn bench<'a>(&'a self, fleet: &'a Fleet) -> Bench<'a> {
+        Bench {
+            fake: &self.fake,
+            fleet,
+            secret: WEBHOOK_SECRET,
+            workers: self.settings.workers,
+        }
+    }
+}
+
 /// Starts a fleet of `workers`, runs every scenario on it in order, stops it.
 async fn run_fleet(
     args: &Args,
@@ -290,48 +354,22 @@ async fn run_fleet(
     sizes: &Sizes,
     workers: usize,
 ) -> anyhow::Result<FleetRun> {
-    let public_key_path = project_file("tests/data/test-app-key.pub.pem");
-    let public_key = std::fs::read(&public_key_path)
-        .with_context(|| format!("reading {}", public_key_path.display()))?;
-    let fake = FakeGitHub::start(APP_ID, &public_key).await;
-    // The benchmark drains bursts of thousands of check runs as fast as the
-    // fleet can write them: it measures throughput, not pacing, so it goes
-    // past GitHub's content-creation limit on purpose.
-    fake.set_content_creation_limits(false);
-    let plans = Plans::seed(&fake, sizes);
-    let run_dir = std::env::temp_dir().join(format!("tlb-fleet-{}-{workers}w", std::process::id()));
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let settings = FleetSettings {
-        bot: bot.to_owned(),
-        workers,
-        github_host: fake.host(),
-        webhook_secret: WEBHOOK_SECRET.to_owned(),
-        private_key_path: project_file("tests/data/test-app-key.pem"),
-        run_dir: run_dir.clone(),
-        log_level: args.log_level.clone(),
-        database_url: None,
-    };
+    let stage = Stage::new(args, bot, sizes, workers, &format!("{workers}w"), None).await?;
     progress!("[{workers} workers] starting the fleet");
     // The first start creates the state directory's database; systemd
     // restarts find it in place. Both are measured.
-    let first = Fleet::start(&settings).await?;
+    let first = Fleet::start(&stage.settings).await?;
     let startup_first = first.startup_times();
     let stops_after_ready = first.stop().await;
     let noise_meter = NoiseMeter::start()?;
-    let fleet = Fleet::start(&settings).await?;
+    let fleet = stage.start_fleet().await?;
     let startup_restart = fleet.startup_times();
-    tokio::time::sleep(SETTLE).await;
     let memory_idle = fleet.memory()?;
-    let bench = Bench {
-        fake: &fake,
-        fleet: &fleet,
-        secret: WEBHOOK_SECRET,
-        workers,
-    };
-    let measured = run_scenarios(&bench, &plans, sizes).await;
+    let measured = run_scenarios(&stage.bench(&fleet), &stage.plans, sizes).await;
     let noise = noise_meter.read(&fleet);
     let stops_at_end = fleet.stop().await;
     let measured = measured?;
+    let run_dir = stage.settings.run_dir;
     let logged_problems = (1..=workers)
         .map(|number| {
             let log = run_dir.join(format!("worker-{number}.log"));
@@ -378,43 +416,30 @@ async fn run_postgres_ack(
         })?
         .expose_secret()
         .to_owned();
-    let public_key = std::fs::read(project_file("tests/data/test-app-key.pub.pem"))
-        .map_err(|e| format!("reading the test key: {e}"))?;
-    let fake = FakeGitHub::start(APP_ID, &public_key).await;
-    fake.set_content_creation_limits(false);
-    let plans = Plans::seed(&fake, sizes);
-    let run_dir =
-        std::env::temp_dir().join(format!("tlb-fleet-{}-{workers}w-pg", std::process::id()));
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let settings = FleetSettings {
-        bot: bot.to_owned(),
+    let stage = Stage::new(
+        args,
+        bot,
+        sizes,
         workers,
-        github_host: fake.host(),
-        webhook_secret: WEBHOOK_SECRET.to_owned(),
-        private_key_path: project_file("tests/data/test-app-key.pem"),
-        run_dir: run_dir.clone(),
-        log_level: args.log_level.clone(),
-        database_url: Some(url),
-    };
+        &format!("{workers}w-pg"),
+        Some(url),
+    )
+    .await
+    .map_err(|e| format!("{e:#}"))?;
     progress!("[{workers} workers, PostgreSQL] starting the fleet");
-    let fleet = Fleet::start(&settings)
+    let fleet = stage
+        .start_fleet()
         .await
         .map_err(|e| format!("starting the fleet: {e:#}"))?;
-    tokio::time::sleep(SETTLE).await;
-    let bench = Bench {
-        fake: &fake,
-        fleet: &fleet,
-        secret: WEBHOOK_SECRET,
-        workers,
-    };
     progress!(
         "[{workers} workers, PostgreSQL] burst 1: {} opened events, 1 installation",
         sizes.burst_events
     );
-    let burst = scenarios::burst(&bench, &plans.burst_one).await;
+    let burst = scenarios::burst(&stage.bench(&fleet), &stage.plans.burst_one).await;
     let _ = fleet.stop().await;
+    let run_dir = &stage.settings.run_dir;
     if burst.verification.is_ok() && !args.keep {
-        let _ = std::fs::remove_dir_all(&run_dir);
+        let _ = std::fs::remove_dir_all(run_dir);
     } else {
         println!("PostgreSQL fleet's logs kept in {}", run_dir.display());
     }
