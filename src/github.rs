@@ -311,7 +311,14 @@ pub struct GitHub {
     /// token. Shared through `Arc`: cloning an `Octocrab` copies its token
     /// cache, so a clone's refreshed token would be lost. A std Mutex: held
     /// only to look up or insert, never across I/O.
-    installations: Arc<Mutex<HashMap<InstallationId, Arc<Octocrab>>>>,
+    installations: Arc<Mutex<HashMap<InstallationId, Installation>>>,
+}
+
+/// An installation's client and when its token was last made sure of.
+#[derive(Clone)]
+struct Installation {
+    crab: Arc<Octocrab>,
+    token: Arc<TokenCheck>,
 }
 
 impl fmt::Debug for GitHub {
@@ -362,22 +369,26 @@ impl GitHub {
             .installations
             .lock()
             .expect("installations lock poisoned");
-        let crab = match installations.get(&id) {
-            Some(crab) => Arc::clone(crab),
+        let installation = match installations.get(&id) {
+            Some(installation) => installation.clone(),
             None => {
-                let crab = Arc::new(
-                    self.app
-                        .installation(octocrab::models::InstallationId(id.0))
-                        .map_err(|e| anyhow::anyhow!("installation {id} client: {e}"))?,
-                );
-                installations.insert(id, Arc::clone(&crab));
-                crab
+                let crab = self
+                    .app
+                    .installation(octocrab::models::InstallationId(id.0))
+                    .map_err(|e| anyhow::anyhow!("installation {id} client: {e}"))?;
+                let installation = Installation {
+                    crab: Arc::new(crab),
+                    token: Arc::default(),
+                };
+                installations.insert(id, installation.clone());
+                installation
             }
         };
         Ok(InstallationClient {
             http: Requester {
-                crab,
+                crab: installation.crab,
                 policy: self.policy.clone(),
+                token: Some(installation.token),
             },
             installation: id,
         })
@@ -389,6 +400,7 @@ impl GitHub {
         Requester {
             crab: Arc::new(self.app.clone()),
             policy: self.policy.clone(),
+            token: None,
         }
     }
 }
@@ -463,6 +475,58 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub struct Requester {
     crab: Arc<Octocrab>,
     policy: RetryPolicy,
+    /// For an installation's requests: its token, minted off the runtime.
+    token: Option<Arc<TokenCheck>>,
+}
+
+/// Makes sure an installation's token outlives the next few minutes before
+/// a request needs it, on a blocking thread.
+///
+/// Minting a token signs a JWT with the App's RSA key: milliseconds of CPU
+/// (several on a small machine, far more in a debug build). octocrab signs
+/// inside the request that finds no valid token, on whichever runtime
+/// thread polls it, and a worker has only two: every webhook answer due
+/// meanwhile would wait, a burst across many installations most of all.
+/// Here the token is asked for with [`TOKEN_MARGIN`] to spare, so octocrab,
+/// which renews with 30 s to spare, finds it valid and signs nothing in
+/// line. The check itself is repeated only every [`TOKEN_RECHECK`].
+#[derive(Default)]
+struct TokenCheck {
+    /// Until when the token is known to be valid for longer than octocrab's
+    /// own margin. Held across the minting, so that requests that find the
+    /// token stale together mint it once.
+    valid_until: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How long a token must still be valid for the check not to renew it.
+const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// How long after a check the token is taken as valid without asking
+/// octocrab's cache again: less than [`TOKEN_MARGIN`] minus octocrab's 30 s.
+const TOKEN_RECHECK: Duration = Duration::from_secs(4 * 60);
+
+impl TokenCheck {
+    async fn ensure(&self, crab: &Arc<Octocrab>) -> Result<(), octocrab::Error> {
+        let mut valid_until = self.valid_until.lock().await;
+        let now = std::time::Instant::now();
+        if valid_until.is_some_and(|until| now < until) {
+            return Ok(());
+        }
+        let crab = Arc::clone(crab);
+        let runtime = tokio::runtime::Handle::current();
+        let margin = chrono::Duration::from_std(TOKEN_MARGIN).expect("minutes fit");
+        // The request's I/O is still driven by the runtime; only the
+        // signing happens on the blocking thread.
+        tokio::task::spawn_blocking(move || {
+            runtime.block_on(crab.installation_token_with_buffer(margin))
+        })
+        .await
+        .map_err(|joined| octocrab::Error::Other {
+            source: format!("minting the installation token: {joined}").into(),
+            backtrace: std::backtrace::Backtrace::capture(),
+        })??;
+        *valid_until = Some(now + TOKEN_RECHECK);
+        Ok(())
+    }
 }
 
 /// Redirects followed for one request before giving up: GitHub redirects
@@ -481,6 +545,19 @@ enum Attempt {
     },
     /// No answer at all.
     Failed(String),
+}
+
+impl Attempt {
+    fn from_octocrab(error: octocrab::Error) -> Attempt {
+        match error {
+            octocrab::Error::GitHub { source, .. } => Attempt::TokenAnswer {
+                status: source.status_code,
+                headers: source.headers.clone().unwrap_or_default(),
+                message: source.message.clone(),
+            },
+            error => Attempt::Failed(describe_octocrab_error(error)),
+        }
+    }
 }
 
 impl Requester {
@@ -580,12 +657,24 @@ impl Requester {
         }
     }
 
+    /// Makes sure, for an installation's request, that its token is valid
+    /// without signing anything on this thread.
+    async fn token_ready(&self) -> Result<(), octocrab::Error> {
+        match &self.token {
+            Some(token) => token.ensure(&self.crab).await,
+            None => Ok(()),
+        }
+    }
+
     async fn attempt(
         &self,
         method: &Method,
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Attempt {
+        if let Err(error) = self.token_ready().await {
+            return Attempt::from_octocrab(error);
+        }
         let response = match *method {
             Method::GET => self.crab._get(path).await,
             Method::POST => self.crab._post(path, body).await,
@@ -594,14 +683,7 @@ impl Requester {
         };
         let response = match response {
             Ok(response) => response,
-            Err(octocrab::Error::GitHub { source, .. }) => {
-                return Attempt::TokenAnswer {
-                    status: source.status_code,
-                    headers: source.headers.clone().unwrap_or_default(),
-                    message: source.message.clone(),
-                };
-            }
-            Err(error) => return Attempt::Failed(describe_octocrab_error(error)),
+            Err(error) => return Attempt::from_octocrab(error),
         };
         let (parts, body) = response.into_parts();
         match collect(body).await {
@@ -655,6 +737,7 @@ impl Requester {
         let mut retry = 0;
         loop {
             let attempt = async {
+                self.token_ready().await.map_err(describe_octocrab_error)?;
                 let response = self
                     .crab
                     ._get_with_headers(path, Some(headers.clone()))

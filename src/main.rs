@@ -29,6 +29,9 @@ enum ConfigAction {
 /// Runtime threads per worker process: the fleet, not the process, is what
 /// scales, and these machines are small.
 const RUNTIME_THREADS: usize = 2;
+/// How long a stopping worker waits for its blocking tasks (minting an
+/// installation token) once its runtime has stopped.
+const BLOCKING_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -257,7 +260,11 @@ fn serve(mut settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, listener, from_systemd)) {
+    let outcome = runtime.block_on(run(config, listener, from_systemd));
+    // An installation token still being minted on a blocking thread is not
+    // waited for past this: the stop stays within its bound.
+    runtime.shutdown_timeout(BLOCKING_TASKS_GRACE);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "stopped on error");

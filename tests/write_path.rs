@@ -473,3 +473,78 @@ async fn a_token_is_renewed_shortly_before_it_expires() {
         "never used an expired token"
     );
 }
+
+/// Minting an installation token signs a JWT with the App's RSA key,
+/// milliseconds of CPU (far more in a debug build). It happens on a
+/// blocking thread: the runtime's one worker thread goes on running other
+/// tasks meanwhile, as a worker's two go on answering webhooks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn minting_a_token_does_not_hold_up_the_runtime() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use task_list_bot::config::AppCredentials;
+    use task_list_bot::github::{GitHub, InstallationId, PullNumber, RepoName, RetryPolicy};
+
+    let github = FakeGitHub::start(support::bot::APP_ID, support::bot::PUBLIC_KEY.as_bytes()).await;
+    seed(&github, 1, "octo/a", 1..=1);
+    let credentials = AppCredentials {
+        app_id: support::bot::APP_ID,
+        private_key: support::bot::PRIVATE_KEY.into(),
+    };
+    let client = GitHub::new(
+        &github.base_url(),
+        &credentials,
+        RetryPolicy::new(Duration::from_secs(10)),
+    )
+    .unwrap();
+    // What one signing takes on this machine, in this build: the least of
+    // three, as noise only adds.
+    let signing = tokio::task::spawn_blocking(|| {
+        use octocrab::jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+        let key = EncodingKey::from_rsa_pem(support::bot::PRIVATE_KEY.as_bytes()).unwrap();
+        let claims = serde_json::json!({"iss": support::bot::APP_ID});
+        (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
+                started.elapsed()
+            })
+            .min()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    // A task on the worker thread that notes the longest it went unpolled.
+    let stop = Arc::new(AtomicBool::new(false));
+    let heartbeat = tokio::spawn({
+        let stop = Arc::clone(&stop);
+        async move {
+            let mut last = Instant::now();
+            let mut longest = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::task::yield_now().await;
+                longest = longest.max(last.elapsed());
+                last = Instant::now();
+            }
+            longest
+        }
+    });
+    // The read runs on the worker thread too, not on the test's own.
+    let installation = client.installation(InstallationId(1)).unwrap();
+    let read = tokio::spawn(async move {
+        installation
+            .pull_request_state(&RepoName("octo/a".into()), PullNumber(1))
+            .await
+    });
+    let state = read.await.unwrap().expect("the pull request is read");
+    stop.store(true, Ordering::Relaxed);
+    let longest = heartbeat.await.unwrap();
+
+    assert_eq!(state.pull.number, 1);
+    assert_eq!(github.tokens_issued().len(), 1, "a token was minted");
+    // Signing in line would stall the thread for a whole signing at least.
+    assert!(
+        longest < signing * 3 / 4,
+        "the runtime's thread stalled {longest:?}; one signing takes {signing:?}"
+    );
+}
