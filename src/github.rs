@@ -1004,9 +1004,10 @@ impl InstallationClient {
         let comments_path = format!("{base}issues/{n}/comments?per_page=100");
         let reviews_path = format!("{base}pulls/{n}/reviews?per_page=100");
         let review_comments_path = format!("{base}pulls/{n}/comments?per_page=100");
-        // The pull request first, alone: its request also mints the
-        // installation token when none is cached, which concurrent first
-        // requests would each do.
+        // The pull request first, alone: an answer that ends the read (a
+        // missing pull request, a refusal) comes before its discussion's
+        // three lists are asked for. (The installation token is minted once
+        // either way: `TokenCheck` holds concurrent requests while it mints.)
         let pull: PullRequest = self.http.get_json(&pull_path).await?;
         let (issue_comments, reviews, review_comments) = tokio::try_join!(
             self.http.get_all_pages(&comments_path),
