@@ -1,5 +1,5 @@
 //! The table: every figure next to the ideal or target it is compared to,
-//! in Markdown, so BENCHMARKS.md can quote it as printed.
+//! in Markdown, so benches/README.md can quote it as printed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Fuzz every cargo-fuzz target in fuzz/ for a while; fail on any crash,
-# hang or runaway memory use.
+# Fuzz every cargo-fuzz target in tests/fuzz/ for a while; fail on any
+# crash, hang or runaway memory use.
 #
 #   tests/fuzz/run.sh [--seconds N] [--sanitizer address|none] [--dev] [--toolchain NAME] [--jobs N]
 #
 # --seconds     how long each target runs (default 180)
 # --sanitizer   address (default) or none; leak, memory and thread need
 #               a nightly toolchain's std and are not offered
-# --dev         build with fuzz/Cargo.toml's dev profile (light optimisation):
-#               quicker to build from scratch, slower per input
+# --dev         build with the dev profile of tests/fuzz/Cargo.toml (light
+#               optimisation): quicker to build from scratch, slower per input
 # --toolchain   the rustup toolchain to build with (default stable: CI has
 #               only stable, so this runs what CI runs)
 # --jobs        targets fuzzed at once (default: the number of cores)
@@ -18,17 +18,20 @@
 # stable's std; only its -Zsanitizer flag is unstable, which
 # RUSTC_BOOTSTRAP=1 admits. Installs cargo-fuzz when it is missing.
 #
-# Each target starts from fuzz/seeds/TARGET (inputs made from the project's
-# test fixtures; see fuzz/README.md) and, for the task-list target, every
-# markdown file of the repository, and keeps what it learns in
-# fuzz/corpus/TARGET (not committed). A failing input is saved under
-# fuzz/artifacts/TARGET/; the script prints how to replay it. Every input
-# that ever failed belongs in the normal test suite as a regression test.
+# Each target starts from tests/fuzz/seeds/TARGET (inputs made from the
+# project's test fixtures; see tests/fuzz/README.md) and, for the task-list
+# target, every markdown file of the repository, and keeps what it learns in
+# tests/fuzz/corpus/TARGET (not committed). A failing input is saved under
+# tests/fuzz/artifacts/TARGET/; the script prints how to replay it. Every
+# input that ever failed belongs in the normal test suite as a regression
+# test.
 
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO"
+# The fuzz package (its own workspace) lives beside this script.
+FUZZ_DIR=tests/fuzz
 
 SECONDS_EACH=180
 SANITIZER=address
@@ -76,11 +79,11 @@ LIBFUZZER_OPTIONS=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
 # `fuzz run` builds again with its own flags: both get the same ones, so
 # that it finds the targets built.
 BUILD_FLAGS+=(--sanitizer "$SANITIZER")
-echo "=== building the fuzz targets (${CARGO[*]} fuzz build ${BUILD_FLAGS[*]})"
-"${CARGO[@]}" fuzz build "${BUILD_FLAGS[@]}"
+echo "=== building the fuzz targets (${CARGO[*]} fuzz build --fuzz-dir $FUZZ_DIR ${BUILD_FLAGS[*]})"
+"${CARGO[@]}" fuzz build --fuzz-dir "$FUZZ_DIR" "${BUILD_FLAGS[@]}"
 
-mapfile -t TARGETS < <("${CARGO[@]}" fuzz list)
-((${#TARGETS[@]} > 0)) || { echo "no fuzz targets in fuzz/" >&2; exit 1; }
+mapfile -t TARGETS < <("${CARGO[@]}" fuzz list --fuzz-dir "$FUZZ_DIR")
+((${#TARGETS[@]} > 0)) || { echo "no fuzz targets in $FUZZ_DIR/" >&2; exit 1; }
 
 STAMPS=$(mktemp -d)
 trap 'rm -rf "$STAMPS"' EXIT
@@ -88,8 +91,8 @@ trap 'rm -rf "$STAMPS"' EXIT
 # One target, its output in LOG; its exit status says whether it passed.
 fuzz_target() {
     local target=$1 log=$2 corpus artifacts stamp status=0 found
-    corpus=$REPO/fuzz/corpus/$target
-    artifacts=$REPO/fuzz/artifacts/$target
+    corpus=$REPO/$FUZZ_DIR/corpus/$target
+    artifacts=$REPO/$FUZZ_DIR/artifacts/$target
     mkdir -p "$corpus" "$artifacts"
     if [[ $target == tasklist ]]; then
         # Real markdown of this project: the README, the pull request
@@ -100,7 +103,7 @@ fuzz_target() {
     fi
     stamp=$STAMPS/$target
     touch "$stamp"
-    "${CARGO[@]}" fuzz run "${BUILD_FLAGS[@]}" "$target" "$corpus" "$REPO/fuzz/seeds/$target" -- \
+    "${CARGO[@]}" fuzz run --fuzz-dir "$FUZZ_DIR" "${BUILD_FLAGS[@]}" "$target" "$corpus" "$REPO/$FUZZ_DIR/seeds/$target" -- \
         "${LIBFUZZER_OPTIONS[@]}" -max_len="${MAX_LEN[$target]:-65536}" \
         -max_total_time="$SECONDS_EACH" -artifact_prefix="$artifacts/" >"$log" 2>&1 || status=$?
     found=$(find "$artifacts" -type f -newer "$stamp")
@@ -108,8 +111,8 @@ fuzz_target() {
         {
             echo "!!! $target failed (exit $status). Inputs that failed:"
             printf '    %s\n' $found
-            echo "    replay: ${CARGO[*]} fuzz run ${BUILD_FLAGS[*]} $target fuzz/artifacts/$target/<file>"
-            echo "    shrink: ${CARGO[*]} fuzz tmin ${BUILD_FLAGS[*]} $target fuzz/artifacts/$target/<file>"
+            echo "    replay: ${CARGO[*]} fuzz run --fuzz-dir $FUZZ_DIR ${BUILD_FLAGS[*]} $target $FUZZ_DIR/artifacts/$target/<file>"
+            echo "    shrink: ${CARGO[*]} fuzz tmin --fuzz-dir $FUZZ_DIR ${BUILD_FLAGS[*]} $target $FUZZ_DIR/artifacts/$target/<file>"
         } >>"$log"
         return 1
     fi

@@ -1,6 +1,6 @@
 //! An in-process fake of the slice of GitHub's REST API that `task-list-bot`
 //! talks to, for integration tests, benchmarks and shell-driven end-to-end
-//! runs (through `examples/fake_github.rs`).
+//! runs (through `standalone.rs`, the example `fake_github`).
 //!
 //! The fake is deliberately *not* a yes-machine: it checks what GitHub checks
 //! (RS256 app JWTs and their claims, installation tokens and their expiry,

@@ -1,11 +1,11 @@
 //! The task-list parser and the check run built from it, on any markdown.
 //!
-//! Input layout (the seeds in `fuzz/seeds/tasklist/` follow it): markdown
-//! documents separated by the byte 0x1E (record separator): the pull
-//! request's body first, then its comments. Invalid UTF-8 is replaced, as
-//! GitHub only ever sends strings. A first byte from 0xF1 to 0xFF repeats
-//! the body 16 to 240 times, so that short inputs reach the sizes where
-//! GitHub's limits matter.
+//! Input layout (the seeds in `tests/fuzz/seeds/tasklist/` follow it):
+//! markdown documents separated by the byte 0x1E (record separator): the
+//! pull request's body first, then its comments. Invalid UTF-8 is
+//! replaced, as GitHub only ever sends strings. A first byte from 0xF1 to
+//! 0xFF repeats the body 16 to 240 times, so that short inputs reach the
+//! sizes where GitHub's limits matter.
 //!
 //! What must hold, whatever the markdown:
 //!

@@ -1,5 +1,6 @@
 //! The fake GitHub REST API as a standalone server, for shell-driven
-//! end-to-end tests and benchmarks.
+//! end-to-end tests and benchmarks: the example `fake_github` of
+//! `Cargo.toml` (built by `cargo build --examples`).
 //!
 //! ```text
 //! cargo run --example fake_github -- --listen 127.0.0.1:0 --app-id 1 \
@@ -13,7 +14,8 @@
 //! faults and read what arrived through the `/_fake/...` admin endpoints
 //! documented in `tests/support/fake_github/mod.rs`. Stops on SIGINT or SIGTERM.
 
-#[path = "../tests/support/fake_github/mod.rs"]
+// This file sits beside the fake's own modules; it is not one of them.
+#[path = "mod.rs"]
 mod fake_github;
 
 use std::io::Write as _;

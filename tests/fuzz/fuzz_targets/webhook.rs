@@ -1,7 +1,7 @@
 //! Webhook deliveries: signature verification, then payload decoding, then
 //! the dry-run check a payload implies.
 //!
-//! Input layout (the seeds in `fuzz/seeds/webhook/` follow it):
+//! Input layout (the seeds in `tests/fuzz/seeds/webhook/` follow it):
 //!
 //! - byte 0: which `X-GitHub-Event` (an index into [`EVENTS`]);
 //! - byte 1: flags, see [`Flags`];
