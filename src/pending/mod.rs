@@ -45,7 +45,7 @@ pub use postgres::{
     CALL_TIMEOUT, POOL_SIZE, PgOptions, PostgresPendingSet, is_postgres_url, read_fleet, redact_url,
 };
 pub use sqlite::{BUSY_TIMEOUT, DATABASE_FILE, RedeliveryRecord, SqlitePendingSet};
-pub use store::{Store, StoreHealth};
+pub use store::{GroupCommit, Store, StoreHealth};
 
 /// How long an item added again while it was being worked on waits before
 /// its next turn. Without it, a pull request that receives events faster
