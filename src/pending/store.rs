@@ -12,8 +12,8 @@
 //! while it is busy, or within moments of each other, are recorded
 //! together, in one transaction (group commit; see [`GroupCommit`]); and it
 //! does the store's upkeep (pruning, reaping) between jobs, never on the
-//! request path. `/health` and STATUS read the figures
-//! it keeps instead of asking the store.
+//! request path. `/health` and STATUS read the figures it keeps instead of
+//! asking the store.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -499,27 +499,28 @@ fn serve(
 /// alone waits for nothing.
 fn gather(first: Job, jobs: &mpsc::Receiver<Job>, grouping: GroupCommit) -> Vec<Job> {
     let started = Instant::now();
-    let mut batch = vec![first];
-    while batch.len() < MAX_BATCH {
-        match jobs.try_recv() {
-            Ok(job) => {
-                batch.push(job);
-                continue;
+    let mut holds_a_delivery = false;
+    let mut batch = Vec::new();
+    let mut next = Some(first);
+    while let Some(job) = next.take() {
+        holds_a_delivery |= matches!(job, Job::Add { .. });
+        batch.push(job);
+        if batch.len() == MAX_BATCH {
+            break;
+        }
+        next = match jobs.try_recv() {
+            Ok(job) => Some(job),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) if holds_a_delivery => {
+                let left = grouping.window.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    None
+                } else {
+                    jobs.recv_timeout(grouping.quiet.min(left)).ok()
+                }
             }
-            Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => {}
-        }
-        if !batch.iter().any(|job| matches!(job, Job::Add { .. })) {
-            break;
-        }
-        let left = grouping.window.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            break;
-        }
-        match jobs.recv_timeout(grouping.quiet.min(left)) {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
+            Err(TryRecvError::Empty) => None,
+        };
     }
     batch
 }
