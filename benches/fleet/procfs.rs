@@ -48,11 +48,13 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     cpu_time_from_stat(&stat).with_context(|| format!("unreadable {path}: {stat:?}"))
 }
 
-/// CPU time all processes of the machine have used so far (all cores; user,
-/// nice and system of the first line of `/proc/stat`, which is what the
-/// processes' own utime and stime add up to; interrupt time and steal are
-/// left out), to tell how much went to processes other than the benchmark's.
-pub fn all_processes_cpu_time() -> anyhow::Result<Duration> {
+/// What `/proc/stat`'s first line (all cores) says so far: the CPU time
+/// all processes used (user, nice and system, which is what the processes'
+/// own utime and stime add up to; interrupt time is left out), to tell how
+/// much went to processes other than the benchmark's; and the time the
+/// hypervisor gave the machine's virtual cores to someone else (steal),
+/// which slows everything measured without showing as anyone's CPU.
+pub fn machine_cpu_times() -> anyhow::Result<MachineCpu> {
     let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
     let fields: Vec<u64> = line
@@ -62,9 +64,19 @@ pub fn all_processes_cpu_time() -> anyhow::Result<Duration> {
         .collect::<Result<_, _>>()
         .with_context(|| format!("unreadable /proc/stat line {line:?}"))?;
     let field = |index: usize| fields.get(index).copied().unwrap_or(0);
-    // user nice system idle …
-    let busy = field(0) + field(1) + field(2);
-    Ok(Duration::from_secs_f64(busy as f64 / ticks_per_second()))
+    let ticks = |count: u64| Duration::from_secs_f64(count as f64 / ticks_per_second());
+    // user nice system idle iowait irq softirq steal …
+    Ok(MachineCpu {
+        processes: ticks(field(0) + field(1) + field(2)),
+        stolen: ticks(field(7)),
+    })
+}
+
+/// See [`machine_cpu_times`].
+#[derive(Debug, Clone, Copy)]
+pub struct MachineCpu {
+    pub processes: Duration,
+    pub stolen: Duration,
 }
 
 /// CPU time of the benchmark's own process (load generator and fake GitHub).

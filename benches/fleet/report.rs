@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use crate::FleetRun;
 use crate::launcher::{Memory, StatusFigures, StopReport};
-use crate::scenarios::{BurstOutcome, GitHubRequests, IngestKind, IngestOutcome};
+use crate::scenarios::{AckRounds, BurstOutcome, GitHubRequests, IngestKind, IngestOutcome};
 use crate::verify::Verification;
 
 /// The targets the figures are held to.
 const DRAIN_TOLERANCE: f64 = 0.03;
 const ACK_P99_TARGET: Duration = Duration::from_millis(10);
 const INGEST_TARGET_PER_SECOND: f64 = 10_000.0;
+/// Ignored events a single worker takes in a second.
+const IGNORED_INGEST_PER_WORKER: f64 = 30_000.0;
 const IDLE_RSS_TARGET: u64 = 15_000_000;
 const FLEET_RSS_TARGET: u64 = 40_000_000;
 const STARTUP_TARGET: Duration = Duration::from_millis(50);
@@ -98,7 +100,7 @@ pub fn postgres_ack_rows(outcome: &Result<PostgresAck, String>) -> Vec<Row> {
 /// What the PostgreSQL fleet measured.
 pub struct PostgresAck {
     pub workers: usize,
-    pub latencies: Vec<Duration>,
+    pub latencies: AckRounds,
     pub verification: Verification,
 }
 
@@ -285,12 +287,13 @@ fn realistic_rows(run: &FleetRun) -> Vec<Row> {
     ]
 }
 
-pub fn ack_row(figure: &str, workers: usize, latencies: &[Duration]) -> Vec<Row> {
-    let p99 = percentile(latencies, 0.99);
+pub fn ack_row(figure: &str, workers: usize, rounds: &AckRounds) -> Vec<Row> {
+    let all = rounds.all();
+    let p99 = percentile(&all, 0.99);
     vec![Row {
         figure: figure.to_owned(),
         workers,
-        measured: latency_summary(latencies),
+        measured: rounds_summary(rounds),
         reference: format!("p99 < {} ms", ACK_P99_TARGET.as_millis()),
         verdict: Verdict::target(p99.is_some_and(|p99| p99 < ACK_P99_TARGET)),
     }]
@@ -303,11 +306,11 @@ fn baseline_row(run: &FleetRun) -> Vec<Row> {
         figure: "4. Ack latency, baseline: as many ignored events at once".to_owned(),
         workers: run.workers,
         measured: if all_answered {
-            latency_summary(&baseline.ack_latencies)
+            rounds_summary(&baseline.ack_latencies)
         } else {
             format!(
                 "{}; {} not answered 2xx",
-                latency_summary(&baseline.ack_latencies),
+                rounds_summary(&baseline.ack_latencies),
                 baseline.problems.len()
             )
         },
@@ -318,6 +321,27 @@ fn baseline_row(run: &FleetRun) -> Vec<Row> {
             Verdict::Failed
         },
     }]
+}
+
+/// The latencies of every burst together, then each burst's slowest.
+fn rounds_summary(rounds: &AckRounds) -> String {
+    let slowest: Vec<String> = rounds
+        .bursts
+        .iter()
+        .map(|burst| {
+            percentile(burst, 1.0).map_or_else(
+                || "-".to_owned(),
+                |max| format!("{:.1}", max.as_secs_f64() * 1e3),
+            )
+        })
+        .collect();
+    format!(
+        "{}; {} bursts of {}, slowest of each: {} ms",
+        latency_summary(&rounds.all()),
+        rounds.bursts.len(),
+        rounds.bursts.first().map_or(0, Vec::len),
+        slowest.join(" / ")
+    )
 }
 
 fn latency_summary(latencies: &[Duration]) -> String {
@@ -370,8 +394,13 @@ fn ingest_row(workers: usize, ingest: &IngestOutcome) -> Row {
     let accepted = ingest.accepted().max(1) as f64;
     let per_webhook = |cpu: Duration| cpu.as_secs_f64() * 1e6 / accepted;
     let refused: u64 = ingest.answers_by_status.values().sum::<u64>() - ingest.accepted();
+    // Ignored events cost a worker only HTTP, the signature and the
+    // action: one worker alone takes them at a rate of its own.
+    let alone = workers == 1 && ingest.kind == IngestKind::Ignored;
     let verdict = if workers == TARGET_FLEET {
         Verdict::target(ingest.per_second() >= INGEST_TARGET_PER_SECOND)
+    } else if alone {
+        Verdict::target(ingest.per_second() >= IGNORED_INGEST_PER_WORKER)
     } else {
         Verdict::Info
     };
@@ -400,6 +429,8 @@ fn ingest_row(workers: usize, ingest: &IngestOutcome) -> Row {
         ),
         reference: if workers == TARGET_FLEET {
             format!("≥ {INGEST_TARGET_PER_SECOND:.0}/s with {TARGET_FLEET} workers")
+        } else if alone {
+            format!("≥ {IGNORED_INGEST_PER_WORKER:.0}/s per worker")
         } else {
             String::new()
         },
@@ -619,14 +650,16 @@ fn verification_rows(run: &FleetRun) -> Vec<Row> {
     let noise = &run.noise;
     let capacity = noise.wall.as_secs_f64() * noise.cores as f64;
     rows.push(Row {
-        figure: "Noise: CPU used by other processes".to_owned(),
+        figure: "Noise: CPU used by other processes; stolen by the hypervisor".to_owned(),
         workers: run.workers,
         measured: format!(
-            "{:.1} CPU-s over {:.0} s = {:.1}% of {} cores",
+            "{:.1} CPU-s over {:.0} s = {:.1}% of {} cores; stolen {:.2} CPU-s = {:.1}%",
             noise.others_cpu.as_secs_f64(),
             noise.wall.as_secs_f64(),
             100.0 * noise.others_cpu.as_secs_f64() / capacity,
-            noise.cores
+            noise.cores,
+            noise.stolen.as_secs_f64(),
+            100.0 * noise.stolen.as_secs_f64() / capacity,
         ),
         reference: "0 on a quiet machine".to_owned(),
         verdict: Verdict::Info,
