@@ -23,6 +23,7 @@ macro_rules! retirement_not_blocked {
     };
 }
 
+mod checkpoint;
 pub mod fleet;
 mod postgres;
 mod row;

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::checkpoint::{CHECKPOINT_INTERVAL, COMMIT_CHECKPOINT_PAGES, Checkpointer};
 use super::row::{item_from_row, key};
 use super::wake::Waker;
 use super::{
@@ -156,11 +157,22 @@ pub struct SqlitePendingSet {
     released: AtomicBool,
     waker: Waker,
     last_reap: Mutex<Instant>,
+    /// Keeps checkpoints out of the commits (see `checkpoint.rs`); its
+    /// thread stops when the set is dropped.
+    _checkpointer: Checkpointer,
 }
 
 impl SqlitePendingSet {
     /// Opens (creating if needed) the store in `state_dir`.
     pub fn open(state_dir: &Path) -> crate::Result<SqlitePendingSet> {
+        SqlitePendingSet::open_checkpointing(state_dir, CHECKPOINT_INTERVAL)
+    }
+
+    /// [`open`](Self::open), with the log checkpointed every `interval`.
+    pub fn open_checkpointing(
+        state_dir: &Path,
+        interval: Duration,
+    ) -> crate::Result<SqlitePendingSet> {
         use anyhow::Context as _;
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
@@ -184,9 +196,15 @@ impl SqlitePendingSet {
         connection
             .pragma_update(None, "cache_size", -256)
             .context("setting the cache size")?;
+        // The checkpointer copies the log into the database; a commit does
+        // it only if the log has grown far past what that leaves.
+        connection
+            .pragma_update(None, "wal_autocheckpoint", COMMIT_CHECKPOINT_PAGES)
+            .context("setting wal_autocheckpoint")?;
         connection.set_prepared_statement_cache_capacity(32);
         retry_while_locked(|| create_schema(&mut connection))
             .with_context(|| format!("creating tables in {}", path.display()))?;
+        let checkpointer = Checkpointer::start(&path, interval)?;
 
         let owner = owner_name();
         let owners_dir = state_dir.join("owners");
@@ -204,6 +222,7 @@ impl SqlitePendingSet {
             released: AtomicBool::new(false),
             waker,
             last_reap: Mutex::new(Instant::now() - REAP_INTERVAL),
+            _checkpointer: checkpointer,
         };
         store
             .reap_dead_owners()
@@ -895,6 +914,7 @@ mod tests {
     use super::*;
     use crate::github::{PullNumber, PullRequestRef, RepoName};
     use crate::pending::Retirement;
+    use crate::pending::checkpoint::checkpoint;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tlb-{name}-{}", owner_name()));
@@ -938,6 +958,61 @@ mod tests {
         assert_eq!(first.item, superseded);
         let second = store.claim(InstallationId(3), now).unwrap().unwrap();
         assert_eq!(second.item, retire(Retirement::Merged, "aaaa"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Frames in the log now, as a passive checkpoint from a connection of
+    /// the test's own reports them.
+    fn log_pages(dir: &Path) -> i64 {
+        let observer = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        checkpoint(&observer)
+            .unwrap()
+            .expect("no other checkpoint runs")
+            .log_pages
+    }
+
+    /// With SQLite's default, the commit that takes the log past 1,000
+    /// pages checkpoints it, syncing the files while deliveries wait, and
+    /// the next commit starts the log again.
+    #[test]
+    fn commits_leave_checkpoints_to_the_checkpointer() {
+        let dir = temp_dir("commit-checkpoint");
+        let idle_checkpointer = Duration::from_secs(3600);
+        let store = SqlitePendingSet::open_checkpointing(&dir, idle_checkpointer).unwrap();
+        for number in 0..600 {
+            store.add(pull(1, number), &format!("d{number}")).unwrap();
+        }
+        let pages = log_pages(&dir);
+        assert!(
+            pages > 1_000,
+            "600 commits are all still in the log: {pages} pages"
+        );
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_checkpointer_keeps_the_log_short() {
+        let dir = temp_dir("checkpointer");
+        let store = SqlitePendingSet::open_checkpointing(&dir, Duration::from_millis(10)).unwrap();
+        for number in 0..600 {
+            store.add(pull(1, number), &format!("d{number}")).unwrap();
+        }
+        // The second whole checkpoint from now began after the last commit.
+        let after_commits = store._checkpointer.completed();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while store._checkpointer.completed() < after_commits + 2 {
+            assert!(Instant::now() < deadline, "no checkpoint completed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The log was all copied, so this commit starts it again.
+        store.add(pull(1, 600), "d600").unwrap();
+        let pages = log_pages(&dir);
+        assert!(
+            pages < 50,
+            "the log holds only the last commit: {pages} pages"
+        );
+        drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
