@@ -4,7 +4,7 @@
 //! GitHub in this process.
 //!
 //! ```sh
-//! cargo bench --bench fleet                 # the full run, 1 and 4 workers (~3.5 min)
+//! cargo bench --bench fleet                 # the full run, 1 and 4 workers (~5 min)
 //! cargo bench --bench fleet -- --quick      # smoke run for CI (or BENCH_QUICK=1)
 //! cargo bench --bench fleet -- --workers 4 --bot target/release/task-list-bot
 //! ```

@@ -12,10 +12,12 @@
 //! after each heartbeat; the commit after a whole checkpoint starts the
 //! log again and syncs its header (under a millisecond here), as SQLite
 //! does on every restart of the log. The log then stays at what is
-//! written between two checkpoints; a log that outgrows
-//! [`COMMIT_CHECKPOINT_PAGES`] all the same (a checkpointer that cannot
-//! keep up or keeps failing) is checkpointed by the commit path again, so
-//! the disk it takes stays bounded.
+//! written between two checkpoints. It starts again only when a commit
+//! finds it all copied, which commits that follow each other without a
+//! pause (thousands a second, under sustained load) never do: such a log,
+//! like one whose checkpointer keeps failing, grows to
+//! [`COMMIT_CHECKPOINT_PAGES`], and the commit that passes it checkpoints
+//! in line as SQLite always did, so the disk it takes stays bounded.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
