@@ -971,6 +971,16 @@ mod tests {
             .log_pages
     }
 
+    /// A store in `dir`, checkpointed every `interval`, after 600 commits
+    /// of one delivery each.
+    fn with_600_commits(dir: &Path, interval: Duration) -> SqlitePendingSet {
+        let store = SqlitePendingSet::open_checkpointing(dir, interval).unwrap();
+        for number in 0..600 {
+            store.add(pull(1, number), &format!("d{number}")).unwrap();
+        }
+        store
+    }
+
     /// With SQLite's default, the commit that takes the log past 1,000
     /// pages checkpoints it, syncing the files while deliveries wait, and
     /// the next commit starts the log again.
@@ -978,10 +988,7 @@ mod tests {
     fn commits_leave_checkpoints_to_the_checkpointer() {
         let dir = temp_dir("commit-checkpoint");
         let idle_checkpointer = Duration::from_secs(3600);
-        let store = SqlitePendingSet::open_checkpointing(&dir, idle_checkpointer).unwrap();
-        for number in 0..600 {
-            store.add(pull(1, number), &format!("d{number}")).unwrap();
-        }
+        let store = with_600_commits(&dir, idle_checkpointer);
         let pages = log_pages(&dir);
         assert!(
             pages > 1_000,
@@ -994,10 +1001,7 @@ mod tests {
     #[test]
     fn the_checkpointer_keeps_the_log_short() {
         let dir = temp_dir("checkpointer");
-        let store = SqlitePendingSet::open_checkpointing(&dir, Duration::from_millis(10)).unwrap();
-        for number in 0..600 {
-            store.add(pull(1, number), &format!("d{number}")).unwrap();
-        }
+        let store = with_600_commits(&dir, Duration::from_millis(10));
         // The second whole checkpoint from now began after the last commit.
         let after_commits = store._checkpointer.completed();
         let deadline = Instant::now() + Duration::from_secs(30);
