@@ -329,7 +329,7 @@ fn rounds_summary(rounds: &AckRounds) -> String {
         .bursts
         .iter()
         .map(|burst| {
-            percentile(burst, 1.0).map_or_else(
+            burst.iter().max().map_or_else(
                 || "-".to_owned(),
                 |max| format!("{:.1}", max.as_secs_f64() * 1e3),
             )
