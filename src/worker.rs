@@ -468,14 +468,7 @@ impl Worker {
 
     async fn process(&self, claim: Claim) {
         let installation = claim.item.installation();
-        let client = match self.github.installation(installation) {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::error!(%error, installation_id = installation.0, "no client for installation");
-                metrics::check_run(CheckRunOutcome::Dropped("no_client"));
-                return self.finish(&claim).await;
-            }
-        };
+        let client = self.github.installation(installation);
         let outcome = match &claim.item {
             WorkItem::PullRequest(_) => self.update_pull_request(&client, &claim).await,
             WorkItem::MergeGroup { repo, head_sha, .. } => {

@@ -42,10 +42,7 @@ impl World {
     }
 
     fn source(&self) -> ContentsSource {
-        let installation = self
-            .client
-            .installation(InstallationId(INSTALLATION))
-            .unwrap();
+        let installation = self.client.installation(InstallationId(INSTALLATION));
         ContentsSource::for_installation(&installation)
     }
 
@@ -283,10 +280,7 @@ async fn a_304_costs_no_rate_limit_and_raw_answers_carry_the_etag() {
     world
         .github
         .put_file("octo/app", SETTINGS_PATH, "check_name: x\n");
-    let installation = world
-        .client
-        .installation(InstallationId(INSTALLATION))
-        .unwrap();
+    let installation = world.client.installation(InstallationId(INSTALLATION));
     let http = installation.requester();
     let path = contents_path("octo/app", SETTINGS_PATH);
     let used = |answer: &task_list_bot::github::Answer| -> u32 {

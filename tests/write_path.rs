@@ -453,8 +453,9 @@ async fn a_store_that_cannot_record_answers_503() {
 #[tokio::test]
 async fn a_token_is_renewed_shortly_before_it_expires() {
     let bot = TestBot::start().await;
-    // Tokens live 33 s; the client renews those with less than 30 s left.
-    bot.github.set_token_ttl(Duration::from_secs(33));
+    // Tokens live 3 s longer than the margin the client renews them with.
+    bot.github
+        .set_token_ttl(task_list_bot::github::TOKEN_RENEWAL_MARGIN + Duration::from_secs(3));
     seed(&bot.github, 1, "octo/a", 1..=3);
     bot.send(&webhooks::pull_request_opened(&bot.github, "octo/a", 1))
         .await;
@@ -472,6 +473,45 @@ async fn a_token_is_renewed_shortly_before_it_expires() {
         bot.github.requests().iter().all(|r| r.status != 401),
         "never used an expired token"
     );
+}
+
+#[tokio::test]
+async fn one_app_jwt_mints_every_installations_token() {
+    let bot = TestBot::start().await;
+    let check_written = |installation: u64| {
+        let bot = &bot;
+        async move {
+            let repo = format!("octo/r{installation}");
+            seed(&bot.github, installation, &repo, 1..=1);
+            bot.send(&webhooks::pull_request_opened(&bot.github, &repo, 1))
+                .await;
+            bot.check_runs_arrived(&repo, 1).await;
+        }
+    };
+    check_written(1).await;
+    // A JWT's claims count whole seconds, and RSA signatures of the same
+    // claims are alike: only a JWT signed in a later second differs.
+    let first_signed_by = epoch_seconds();
+    while epoch_seconds() == first_signed_by {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check_written(2).await;
+    check_written(3).await;
+
+    let issued = bot.github.tokens_issued();
+    let installations: Vec<u64> = issued.iter().map(|t| t.installation_id).collect();
+    assert_eq!(installations, [1, 2, 3], "one token per installation");
+    assert!(
+        issued.iter().all(|t| t.app_jwt == issued[0].app_jwt),
+        "every token was asked for with the same App JWT"
+    );
+}
+
+fn epoch_seconds() -> u64 {
+    std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .unwrap()
+        .as_secs()
 }
 
 /// Minting an installation token signs a JWT with the App's RSA key,
@@ -531,7 +571,7 @@ fn minting_a_token_does_not_hold_up_the_runtime() {
             RetryPolicy::new(Duration::from_secs(10)),
         )
         .unwrap();
-        let installation = client.installation(InstallationId(1)).unwrap();
+        let installation = client.installation(InstallationId(1));
         // A spawned task runs on the runtime's one worker thread, never on
         // the thread that blocks on this future; so does every task the
         // read spawns.

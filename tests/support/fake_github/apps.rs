@@ -7,6 +7,7 @@ impl Model {
         &mut self,
         installation_id: u64,
         scope: Option<BTreeSet<String>>,
+        app_jwt: &str,
     ) -> IssuedToken {
         let token = format!("ghs_{}", random_alphanumeric(36));
         let expires = SystemTime::now() + self.token_ttl;
@@ -24,6 +25,7 @@ impl Model {
             token,
             issued_at: Instant::now(),
             expires_at: DateTime::<Utc>::from(expires),
+            app_jwt: app_jwt.to_owned(),
         };
         self.issued.push(issued.clone());
         issued
@@ -190,7 +192,9 @@ pub(super) fn access_token(call: &Call<'_>, installation_id: u64, docs: &str) ->
         Some(p @ Value::Object(_)) => p.clone(),
         _ => json!(model.installation_permissions(installation_id)),
     };
-    let issued = model.issue_token(installation_id, scope);
+    // Authentication has checked the JWT before this route runs.
+    let app_jwt = credential(call.headers).unwrap_or_default();
+    let issued = model.issue_token(installation_id, scope, app_jwt);
     let mut answer = json!({
         "token": issued.token,
         "expires_at": issued.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),

@@ -476,6 +476,8 @@ pub struct IssuedToken {
     pub token: String,
     pub issued_at: Instant,
     pub expires_at: DateTime<Utc>,
+    /// The App JWT the token was asked for with.
+    pub app_jwt: String,
 }
 
 /// What to record as a webhook delivery of the app (see

@@ -1,9 +1,8 @@
 //! The only way out to GitHub.
 //!
-//! [`GitHub`] authenticates as the App (octocrab mints the JWT and caches one
-//! installation token per installation, refreshing it before expiry and once
-//! more on a 401) and hands out [`InstallationClient`]s that expose just the
-//! bot's operations. Every request has an explicit timeout; 5xx answers,
+//! [`GitHub`] authenticates as the App (one JWT, signed rarely, mints and
+//! renews one token per installation: see [`auth`]) and hands out
+//! [`InstallationClient`]s that expose just the bot's operations. Every request has an explicit timeout; 5xx answers,
 //! connection errors and timeouts are retried a few times with short
 //! backoff (the worker retries the whole item for much longer); rate-limit
 //! answers are returned as [`GitHubError::RateLimited`] so that the caller
@@ -31,6 +30,11 @@ use serde::de::DeserializeOwned;
 
 use crate::check::{CheckRunRequest, ExistingCheckRun};
 use crate::config::AppCredentials;
+
+mod auth;
+
+use auth::{AppJwt, AuthFailure, InstallationToken};
+pub use auth::{JWT_REUSE, TOKEN_RENEWAL_MARGIN};
 
 /// A GitHub App installation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -304,21 +308,12 @@ fn random_fraction() -> f64 {
 /// The App's connection to GitHub.
 #[derive(Clone)]
 pub struct GitHub {
-    app: Octocrab,
+    app: Arc<AppJwt>,
     app_id: u64,
     policy: RetryPolicy,
-    /// One octocrab per installation, each caching that installation's
-    /// token. Shared through `Arc`: cloning an `Octocrab` copies its token
-    /// cache, so a clone's refreshed token would be lost. A std Mutex: held
+    /// Each installation's token, minted on first use. A std Mutex: held
     /// only to look up or insert, never across I/O.
-    installations: Arc<Mutex<HashMap<InstallationId, Installation>>>,
-}
-
-/// An installation's client and when its token was last made sure of.
-#[derive(Clone)]
-struct Installation {
-    crab: Arc<Octocrab>,
-    token: Arc<TokenCheck>,
+    installations: Arc<Mutex<HashMap<InstallationId, Arc<InstallationToken>>>>,
 }
 
 impl fmt::Debug for GitHub {
@@ -342,17 +337,16 @@ impl GitHub {
             credentials.private_key.expose_secret().as_bytes(),
         )
         .map_err(|_| anyhow::anyhow!("the App's private key is not a valid RSA key"))?;
-        let app = Octocrab::builder()
+        let bare = Octocrab::builder()
             .base_uri(api_url)
             .with_context(|| format!("GitHub API URL {api_url:?}"))?
-            .app(octocrab::models::AppId(credentials.app_id), key)
             .set_connect_timeout(Some(policy.timeout.min(Duration::from_secs(5))))
             .set_read_timeout(Some(policy.timeout))
             .set_write_timeout(Some(policy.timeout))
             .build()
             .context("building the GitHub client")?;
         Ok(GitHub {
-            app,
+            app: Arc::new(AppJwt::new(credentials.app_id, key, bare)),
             app_id: credentials.app_id,
             policy,
             installations: Arc::default(),
@@ -364,43 +358,29 @@ impl GitHub {
     }
 
     /// The client for one installation; its token is minted on first use.
-    pub fn installation(&self, id: InstallationId) -> crate::Result<InstallationClient> {
-        let mut installations = self
-            .installations
-            .lock()
-            .expect("installations lock poisoned");
-        let installation = match installations.get(&id) {
-            Some(installation) => installation.clone(),
-            None => {
-                let crab = self
-                    .app
-                    .installation(octocrab::models::InstallationId(id.0))
-                    .map_err(|e| anyhow::anyhow!("installation {id} client: {e}"))?;
-                let installation = Installation {
-                    crab: Arc::new(crab),
-                    token: Arc::default(),
-                };
-                installations.insert(id, installation.clone());
-                installation
-            }
-        };
-        Ok(InstallationClient {
+    pub fn installation(&self, id: InstallationId) -> InstallationClient {
+        let token = Arc::clone(
+            self.installations
+                .lock()
+                .expect("installations lock poisoned")
+                .entry(id)
+                .or_insert_with(|| Arc::new(InstallationToken::new(id, Arc::clone(&self.app)))),
+        );
+        InstallationClient {
             http: Requester {
-                crab: installation.crab,
+                credential: Credential::Installation(token),
                 policy: self.policy.clone(),
-                token: Some(installation.token),
             },
             installation: id,
-        })
+        }
     }
 
     /// A requester authenticated as the App itself (JWT), for the
     /// `/app/...` endpoints.
     pub fn as_app(&self) -> Requester {
         Requester {
-            crab: Arc::new(self.app.clone()),
+            credential: Credential::App(Arc::clone(&self.app)),
             policy: self.policy.clone(),
-            token: None,
         }
     }
 }
@@ -473,59 +453,31 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Sends requests with the timeout, retry and rate-limit rules above.
 #[derive(Clone)]
 pub struct Requester {
-    crab: Arc<Octocrab>,
+    credential: Credential,
     policy: RetryPolicy,
-    /// For an installation's requests: its token, minted off the runtime.
-    token: Option<Arc<TokenCheck>>,
 }
 
-/// Makes sure an installation's token outlives the next few minutes before
-/// a request needs it, on a blocking thread.
-///
-/// Minting a token signs a JWT with the App's RSA key: milliseconds of CPU
-/// (several on a small machine, far more in a debug build). octocrab signs
-/// inside the request that finds no valid token, on whichever runtime
-/// thread polls it, and a worker has only two: every webhook answer due
-/// meanwhile would wait, a burst across many installations most of all.
-/// Here the token is asked for with [`TOKEN_MARGIN`] to spare, so octocrab,
-/// which renews with 30 s to spare, finds it valid and signs nothing in
-/// line. The check itself is repeated only every [`TOKEN_RECHECK`].
-#[derive(Default)]
-struct TokenCheck {
-    /// Until when the token is known to be valid for longer than octocrab's
-    /// own margin. Held across the minting, so that requests that find the
-    /// token stale together mint it once.
-    valid_until: tokio::sync::Mutex<Option<std::time::Instant>>,
+/// Whom a requester's requests speak for.
+#[derive(Clone)]
+enum Credential {
+    App(Arc<AppJwt>),
+    Installation(Arc<InstallationToken>),
 }
 
-/// How long a token must still be valid for the check not to renew it.
-const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// How long after a check the token is taken as valid without asking
-/// octocrab's cache again: less than [`TOKEN_MARGIN`] minus octocrab's 30 s.
-const TOKEN_RECHECK: Duration = Duration::from_secs(4 * 60);
-
-impl TokenCheck {
-    async fn ensure(&self, crab: &Arc<Octocrab>) -> Result<(), octocrab::Error> {
-        let mut valid_until = self.valid_until.lock().await;
-        let now = std::time::Instant::now();
-        if valid_until.is_some_and(|until| now < until) {
-            return Ok(());
+impl Credential {
+    async fn client(&self) -> Result<Arc<Octocrab>, AuthFailure> {
+        match self {
+            Credential::App(jwt) => jwt.client().await,
+            Credential::Installation(token) => token.client().await,
         }
-        let crab = Arc::clone(crab);
-        let runtime = tokio::runtime::Handle::current();
-        let margin = chrono::Duration::from_std(TOKEN_MARGIN).expect("minutes fit");
-        // The request's I/O is still driven by the runtime; only the
-        // signing happens on the blocking thread.
-        tokio::task::spawn_blocking(move || {
-            runtime.block_on(crab.installation_token_with_buffer(margin))
-        })
-        .await
-        .map_err(|joined| octocrab::Error::Other {
-            source: format!("minting the installation token: {joined}").into(),
-            backtrace: std::backtrace::Backtrace::capture(),
-        })??;
-        *valid_until = Some(now + TOKEN_RECHECK);
-        Ok(())
+    }
+
+    /// GitHub answered 401 to a request sent with `used`.
+    async fn refused(&self, used: &Arc<Octocrab>) {
+        match self {
+            Credential::App(jwt) => jwt.refused(used).await,
+            Credential::Installation(token) => token.refused(used).await,
+        }
     }
 }
 
@@ -536,8 +488,7 @@ const MAX_REDIRECTS: u32 = 5;
 /// What one attempt came back with, before the rules above are applied.
 enum Attempt {
     Answer(Answer),
-    /// octocrab's own request failed with an answer from GitHub: minting
-    /// the installation token.
+    /// GitHub refused to mint the installation token.
     TokenAnswer {
         status: StatusCode,
         headers: HeaderMap,
@@ -547,15 +498,19 @@ enum Attempt {
     Failed(String),
 }
 
-impl Attempt {
-    fn from_octocrab(error: octocrab::Error) -> Attempt {
-        match error {
-            octocrab::Error::GitHub { source, .. } => Attempt::TokenAnswer {
-                status: source.status_code,
-                headers: source.headers.clone().unwrap_or_default(),
-                message: source.message.clone(),
+impl From<AuthFailure> for Attempt {
+    fn from(failure: AuthFailure) -> Attempt {
+        match failure {
+            AuthFailure::Refused {
+                status,
+                headers,
+                message,
+            } => Attempt::TokenAnswer {
+                status,
+                headers,
+                message,
             },
-            error => Attempt::Failed(describe_octocrab_error(error)),
+            AuthFailure::Failed(cause) => Attempt::Failed(cause),
         }
     }
 }
@@ -575,9 +530,11 @@ impl Requester {
         let mut target = path.to_owned();
         loop {
             let started = std::time::Instant::now();
-            let outcome =
-                tokio::time::timeout(self.policy.timeout, self.attempt(&method, &target, body))
-                    .await;
+            let outcome = tokio::time::timeout(
+                self.policy.timeout,
+                self.attempt(&method, &target, body, None),
+            )
+            .await;
             crate::metrics::github_request(
                 &method,
                 &target,
@@ -657,42 +614,49 @@ impl Requester {
         }
     }
 
-    /// Makes sure, for an installation's request, that its token is valid
-    /// without signing anything on this thread.
-    async fn token_ready(&self) -> Result<(), octocrab::Error> {
-        match &self.token {
-            Some(token) => token.ensure(&self.crab).await,
-            None => Ok(()),
-        }
-    }
-
+    /// One request, sent with the current credential; if GitHub answers
+    /// 401, once more with a fresh one (an installation token can be
+    /// revoked or expire early).
     async fn attempt(
         &self,
         method: &Method,
         path: &str,
         body: Option<&serde_json::Value>,
+        headers: Option<&HeaderMap>,
     ) -> Attempt {
-        if let Err(error) = self.token_ready().await {
-            return Attempt::from_octocrab(error);
-        }
-        let response = match *method {
-            Method::GET => self.crab._get(path).await,
-            Method::POST => self.crab._post(path, body).await,
-            Method::PATCH => self.crab._patch(path, body).await,
-            _ => return Attempt::Failed(format!("method {method} is not used by the bot")),
-        };
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return Attempt::from_octocrab(error),
-        };
-        let (parts, body) = response.into_parts();
-        match collect(body).await {
-            Ok(body) => Attempt::Answer(Answer {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            }),
-            Err(e) => Attempt::Failed(format!("reading the answer: {e}")),
+        let mut refreshed = false;
+        loop {
+            let crab = match self.credential.client().await {
+                Ok(crab) => crab,
+                Err(failure) => return failure.into(),
+            };
+            let response = match (method, headers) {
+                (&Method::GET, None) => crab._get(path).await,
+                (&Method::GET, Some(headers)) => {
+                    crab._get_with_headers(path, Some(headers.clone())).await
+                }
+                (&Method::POST, None) => crab._post(path, body).await,
+                (&Method::PATCH, None) => crab._patch(path, body).await,
+                _ => return Attempt::Failed(format!("method {method} is not used by the bot")),
+            };
+            let response = match response {
+                Ok(response) => response,
+                Err(error) => return Attempt::Failed(describe_octocrab_error(error)),
+            };
+            if response.status() == StatusCode::UNAUTHORIZED && !refreshed {
+                self.credential.refused(&crab).await;
+                refreshed = true;
+                continue;
+            }
+            let (parts, body) = response.into_parts();
+            return match collect(body).await {
+                Ok(body) => Attempt::Answer(Answer {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                }),
+                Err(e) => Attempt::Failed(format!("reading the answer: {e}")),
+            };
         }
     }
 
@@ -737,21 +701,16 @@ impl Requester {
         let mut retry = 0;
         loop {
             let attempt = async {
-                self.token_ready().await.map_err(describe_octocrab_error)?;
-                let response = self
-                    .crab
-                    ._get_with_headers(path, Some(headers.clone()))
-                    .await
-                    .map_err(describe_octocrab_error)?;
-                let (parts, body) = response.into_parts();
-                let body = collect(body)
-                    .await
-                    .map_err(|e| format!("reading the answer: {e}"))?;
-                Ok::<_, String>(Answer {
-                    status: parts.status,
-                    headers: parts.headers,
-                    body,
-                })
+                match self.attempt(&Method::GET, path, None, Some(headers)).await {
+                    Attempt::Answer(answer) => Ok(answer),
+                    Attempt::TokenAnswer {
+                        status, message, ..
+                    } => Err(format!(
+                        "minting the installation token: {} {message}",
+                        status.as_u16()
+                    )),
+                    Attempt::Failed(cause) => Err(cause),
+                }
             };
             let started = std::time::Instant::now();
             let outcome = tokio::time::timeout(self.policy.timeout, attempt).await;
@@ -1007,7 +966,7 @@ impl InstallationClient {
         // The pull request first, alone: an answer that ends the read (a
         // missing pull request, a refusal) comes before its discussion's
         // three lists are asked for. (The installation token is minted once
-        // either way: `TokenCheck` holds concurrent requests while it mints.)
+        // either way: requests that find it missing together wait for one.)
         let pull: PullRequest = self.http.get_json(&pull_path).await?;
         let (issue_comments, reviews, review_comments) = tokio::try_join!(
             self.http.get_all_pages(&comments_path),
