@@ -13,7 +13,7 @@ use support::fake_github::{ContentsAccess, FakeGitHub};
 use task_list_bot::check::Source;
 use task_list_bot::config::AppCredentials;
 use task_list_bot::event::Push;
-use task_list_bot::github::{GitHub, InstallationId, RepoName, RetryPolicy};
+use task_list_bot::github::{GitHub, InstallationId, Refusal, RepoName, RetryPolicy};
 use task_list_bot::repo_settings::{
     ContentsSource, Effective, FileRef, RepoSettings, SETTINGS_PATH, SettingsCache, WhenIncomplete,
 };
@@ -224,6 +224,37 @@ async fn no_permission_no_file_and_no_github_repository_all_mean_the_defaults() 
         "{:?}",
         found.errors
     );
+}
+
+/// A refused installation token says nothing of the settings file: the
+/// read fails with GitHub's refusal of the token (so the item ends as
+/// suspended), instead of the defaults being taken and kept as if the file
+/// were missing.
+#[tokio::test]
+async fn a_refused_token_is_not_a_missing_settings_file() {
+    let world = World::start().await;
+    world.github.add_repo(INSTALLATION, "octo/app");
+    world
+        .github
+        .put_file("octo/app", SETTINGS_PATH, "when_incomplete: failure\n");
+    world.github.suspend_installation(INSTALLATION);
+    let cache = SettingsCache::new(RepoSettings::default(), Duration::from_secs(60));
+    let repo = RepoName("octo/app".into());
+
+    let error = cache.for_repo(&world.source(), &repo).await.unwrap_err();
+    assert!(error.refused_the_token(), "{error}");
+    assert_eq!(error.refusal(), Some(Refusal::Suspended), "{error}");
+    assert!(
+        error.to_string().contains(&format!(
+            "POST /app/installations/{INSTALLATION}/access_tokens"
+        )),
+        "{error}"
+    );
+    assert_eq!(world.contents_requests(), [], "no file was asked for");
+
+    world.github.unsuspend_installation(INSTALLATION);
+    let read = cache.for_repo(&world.source(), &repo).await.unwrap();
+    assert_eq!(read.settings.when_incomplete, WhenIncomplete::Failure);
 }
 
 #[tokio::test]

@@ -20,13 +20,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, StatusCode};
+use http::{Method, StatusCode};
 use octocrab::Octocrab;
 use octocrab::jsonwebtoken::EncodingKey;
 use serde::Deserialize;
 
-use super::InstallationId;
 use super::bytes_body::collect;
+use super::{Answer, InstallationId};
 
 /// How long one App JWT is used. octocrab's JWTs claim to be issued a
 /// minute ago (for clock drift) and expire nine minutes from now; GitHub
@@ -41,12 +41,9 @@ pub const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// Why no credential could be had.
 pub(super) enum AuthFailure {
-    /// GitHub answered the request for an installation token with an error.
-    Refused {
-        status: StatusCode,
-        headers: HeaderMap,
-        message: String,
-    },
+    /// GitHub answered the request for an installation token, at `path`,
+    /// with an error.
+    Refused { path: String, answer: Answer },
     /// No answer, or none that could be read.
     Failed(String),
 }
@@ -128,6 +125,10 @@ impl AppJwt {
         }
     }
 
+    pub(super) fn app_id(&self) -> u64 {
+        self.app_id.0
+    }
+
     /// A client authenticated as the App.
     pub(super) async fn client(&self) -> Result<Arc<Octocrab>, AuthFailure> {
         self.slot
@@ -196,10 +197,10 @@ impl InstallationToken {
     /// Asks GitHub for a new token, with the App's JWT.
     async fn mint(&self) -> Result<(Octocrab, Instant), AuthFailure> {
         let app = self.app.client().await?;
-        let path = format!("/app/installations/{}/access_tokens", self.installation);
+        let path = token_path(self.installation);
         let asked_at = Instant::now();
         let response = app
-            ._post(path, Some(&serde_json::json!({})))
+            ._post(&path, Some(&serde_json::json!({})))
             .await
             .map_err(|e| AuthFailure::Failed(super::describe_octocrab_error(e)))?;
         let (parts, body) = response.into_parts();
@@ -211,9 +212,12 @@ impl InstallationToken {
                 self.app.refused(&app).await;
             }
             return Err(AuthFailure::Refused {
-                status: parts.status,
-                headers: parts.headers,
-                message: super::error_message(&body),
+                path,
+                answer: Answer {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                },
             });
         }
         let answer: AccessToken = serde_json::from_slice(&body).map_err(|e| {
@@ -229,6 +233,21 @@ impl InstallationToken {
             .map_err(|e| AuthFailure::Failed(format!("installation client: {e}")))?;
         Ok((client, asked_at + renewal_after(lifetime)))
     }
+}
+
+/// Where an installation's tokens are minted.
+fn token_path(installation: InstallationId) -> String {
+    format!("{TOKEN_PATH_PREFIX}{installation}/access_tokens")
+}
+
+const TOKEN_PATH_PREFIX: &str = "/app/installations/";
+
+/// Whether a request to `method path` asked for an installation token.
+pub(super) fn mints_a_token(method: &Method, path: &str) -> bool {
+    *method == Method::POST
+        && path
+            .strip_prefix(TOKEN_PATH_PREFIX)
+            .is_some_and(|rest| rest.ends_with("/access_tokens"))
 }
 
 /// How long a token that lives `lifetime` is used: until
@@ -306,5 +325,15 @@ mod tests {
             Duration::from_secs(55 * 60)
         );
         assert_eq!(renewal_after(Duration::from_secs(60)), Duration::ZERO);
+    }
+
+    #[test]
+    fn only_the_token_request_is_known_as_one() {
+        let path = token_path(InstallationId(7));
+        assert_eq!(path, "/app/installations/7/access_tokens");
+        assert!(mints_a_token(&Method::POST, &path));
+        assert!(!mints_a_token(&Method::GET, &path));
+        assert!(!mints_a_token(&Method::POST, "/app/installations/7"));
+        assert!(!mints_a_token(&Method::POST, "/repos/octo/app/check-runs"));
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! [`GitHub`] authenticates as the App (one JWT, signed rarely, mints and
 //! renews one token per installation: see [`auth`]) and hands out
-//! [`InstallationClient`]s that expose just the bot's operations. Every request has an explicit timeout; 5xx answers,
-//! connection errors and timeouts are retried a few times with short
-//! backoff (the worker retries the whole item for much longer); rate-limit
+//! [`InstallationClient`]s that expose just the bot's operations. Every
+//! request has an explicit timeout; 5xx answers, connection errors and
+//! timeouts are retried a few times with short backoff (the worker retries the whole item for much longer); rate-limit
 //! answers are returned as [`GitHubError::RateLimited`] so that the caller
 //! pauses the whole installation, not one request; answers that will not
 //! get better say why ([`GitHubError::refusal`]).
@@ -201,6 +201,13 @@ impl GitHubError {
         }
     }
 
+    /// Whether this is GitHub's refusal of the installation's token, not
+    /// an answer to the request itself: a 403 or 404 then says nothing of
+    /// the resource asked for (the installation is suspended or gone).
+    pub fn refused_the_token(&self) -> bool {
+        matches!(self, GitHubError::Status { method, path, .. } if auth::mints_a_token(method, path))
+    }
+
     /// Whether a later try could succeed: 5xx, timeouts, connection
     /// errors, a 401 (a token that went stale) and rate limits.
     pub fn is_transient(&self) -> bool {
@@ -309,7 +316,6 @@ fn random_fraction() -> f64 {
 #[derive(Clone)]
 pub struct GitHub {
     app: Arc<AppJwt>,
-    app_id: u64,
     policy: RetryPolicy,
     /// Each installation's token, minted on first use. A std Mutex: held
     /// only to look up or insert, never across I/O.
@@ -319,7 +325,7 @@ pub struct GitHub {
 impl fmt::Debug for GitHub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GitHub")
-            .field("app_id", &self.app_id)
+            .field("app_id", &self.app_id())
             .finish_non_exhaustive()
     }
 }
@@ -347,14 +353,13 @@ impl GitHub {
             .context("building the GitHub client")?;
         Ok(GitHub {
             app: Arc::new(AppJwt::new(credentials.app_id, key, bare)),
-            app_id: credentials.app_id,
             policy,
             installations: Arc::default(),
         })
     }
 
     pub fn app_id(&self) -> u64 {
-        self.app_id
+        self.app.app_id()
     }
 
     /// The client for one installation; its token is minted on first use.
@@ -488,31 +493,10 @@ const MAX_REDIRECTS: u32 = 5;
 /// What one attempt came back with, before the rules above are applied.
 enum Attempt {
     Answer(Answer),
-    /// GitHub refused to mint the installation token.
-    TokenAnswer {
-        status: StatusCode,
-        headers: HeaderMap,
-        message: String,
-    },
+    /// No credential to send the request with.
+    NoCredential(AuthFailure),
     /// No answer at all.
     Failed(String),
-}
-
-impl From<AuthFailure> for Attempt {
-    fn from(failure: AuthFailure) -> Attempt {
-        match failure {
-            AuthFailure::Refused {
-                status,
-                headers,
-                message,
-            } => Attempt::TokenAnswer {
-                status,
-                headers,
-                message,
-            },
-            AuthFailure::Failed(cause) => Attempt::Failed(cause),
-        }
-    }
 }
 
 impl Requester {
@@ -525,6 +509,34 @@ impl Requester {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, GitHubError> {
+        self.exchange(method, path, body, None).await
+    }
+
+    /// A GET with extra request headers (an `Accept` media type,
+    /// `If-None-Match`). When they make it a conditional request, its
+    /// `304 Not Modified` is an answer, not an error. Otherwise as
+    /// [`Requester::send`].
+    pub async fn get_conditional(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Answer, GitHubError> {
+        self.exchange(Method::GET, path, None, Some(headers)).await
+    }
+
+    /// The rules of [`Requester::send`], for a request with or without
+    /// extra headers.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: Option<&HeaderMap>,
+    ) -> Result<Answer, GitHubError> {
+        let conditional = headers.is_some_and(|headers| {
+            headers.contains_key(http::header::IF_NONE_MATCH)
+                || headers.contains_key(http::header::IF_MODIFIED_SINCE)
+        });
         let mut retry = 0;
         let mut redirects = 0;
         let mut target = path.to_owned();
@@ -532,7 +544,7 @@ impl Requester {
             let started = std::time::Instant::now();
             let outcome = tokio::time::timeout(
                 self.policy.timeout,
-                self.attempt(&method, &target, body, None),
+                self.attempt(&method, &target, body, headers),
             )
             .await;
             crate::metrics::github_request(
@@ -541,8 +553,19 @@ impl Requester {
                 request_status(&outcome),
                 started.elapsed(),
             );
+            let unreachable = |cause| GitHubError::Unreachable {
+                method: method.clone(),
+                path: target.clone(),
+                attempts: retry + 1,
+                cause,
+            };
             let failure = match outcome {
-                Ok(Attempt::Answer(answer)) if answer.status.is_success() => return Ok(answer),
+                Ok(Attempt::Answer(answer))
+                    if answer.status.is_success()
+                        || (conditional && answer.status == StatusCode::NOT_MODIFIED) =>
+                {
+                    return Ok(answer);
+                }
                 Ok(Attempt::Answer(answer)) if answer.status.is_redirection() => {
                     let Some(next) = redirect_target(&answer).filter(|_| redirects < MAX_REDIRECTS)
                     else {
@@ -553,56 +576,17 @@ impl Requester {
                     target = next;
                     continue;
                 }
-                Ok(Attempt::Answer(answer)) => {
-                    if let Some(limited) = answer.rate_limited() {
-                        return Err(limited);
-                    }
-                    let error = status_error(&method, &target, &answer);
-                    if !answer.status.is_server_error() {
-                        return Err(error);
-                    }
-                    error
+                Ok(Attempt::Answer(answer)) => retryable(&method, &target, &answer)?,
+                // The token's refusal is reported as what it is: GitHub's
+                // answer to the token request.
+                Ok(Attempt::NoCredential(AuthFailure::Refused {
+                    path: token_path,
+                    answer,
+                })) => retryable(&Method::POST, &token_path, &answer)?,
+                Ok(Attempt::NoCredential(AuthFailure::Failed(cause)) | Attempt::Failed(cause)) => {
+                    unreachable(cause)
                 }
-                Ok(Attempt::TokenAnswer {
-                    status,
-                    headers,
-                    message,
-                }) => {
-                    if let Some((limit, retry_after)) =
-                        rate_limit(status, &headers, &message, SystemTime::now())
-                    {
-                        return Err(GitHubError::RateLimited {
-                            limit,
-                            retry_after,
-                            status: status.as_u16(),
-                            request_id: request_id_of(&headers),
-                        });
-                    }
-                    let error = GitHubError::Status {
-                        method: method.clone(),
-                        path: target.clone(),
-                        status: status.as_u16(),
-                        message: format!("minting the installation token: {message}"),
-                        request_id: request_id_of(&headers),
-                        accepted_permissions: None,
-                    };
-                    if !status.is_server_error() {
-                        return Err(error);
-                    }
-                    error
-                }
-                Ok(Attempt::Failed(cause)) => GitHubError::Unreachable {
-                    method: method.clone(),
-                    path: target.clone(),
-                    attempts: retry + 1,
-                    cause,
-                },
-                Err(_elapsed) => GitHubError::Unreachable {
-                    method: method.clone(),
-                    path: target.clone(),
-                    attempts: retry + 1,
-                    cause: format!("no answer within {:?}", self.policy.timeout),
-                },
+                Err(_elapsed) => unreachable(format!("no answer within {:?}", self.policy.timeout)),
             };
             retry += 1;
             if retry >= self.policy.attempts {
@@ -628,7 +612,7 @@ impl Requester {
         loop {
             let crab = match self.credential.client().await {
                 Ok(crab) => crab,
-                Err(failure) => return failure.into(),
+                Err(failure) => return Attempt::NoCredential(failure),
             };
             let response = match (method, headers) {
                 (&Method::GET, None) => crab._get(path).await,
@@ -687,83 +671,33 @@ impl Requester {
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitHubError> {
         self.send(Method::GET, path, None).await?.json(path)
     }
+}
 
-    /// A GET with extra request headers (an `Accept` media type,
-    /// `If-None-Match`) whose `304 Not Modified` is an answer, not an error:
-    /// a conditional request. Otherwise as [`Requester::send`]: retries what
-    /// may succeed later, and rate-limit answers become
-    /// [`GitHubError::RateLimited`].
-    pub async fn get_conditional(
-        &self,
-        path: &str,
-        headers: &HeaderMap,
-    ) -> Result<Answer, GitHubError> {
-        let mut retry = 0;
-        loop {
-            let attempt = async {
-                match self.attempt(&Method::GET, path, None, Some(headers)).await {
-                    Attempt::Answer(answer) => Ok(answer),
-                    Attempt::TokenAnswer {
-                        status, message, ..
-                    } => Err(format!(
-                        "minting the installation token: {} {message}",
-                        status.as_u16()
-                    )),
-                    Attempt::Failed(cause) => Err(cause),
-                }
-            };
-            let started = std::time::Instant::now();
-            let outcome = tokio::time::timeout(self.policy.timeout, attempt).await;
-            let status = match &outcome {
-                Ok(Ok(answer)) => crate::metrics::RequestStatus::Answered(answer.status.as_u16()),
-                Ok(Err(_)) => crate::metrics::RequestStatus::Unreachable,
-                Err(_) => crate::metrics::RequestStatus::Timeout,
-            };
-            crate::metrics::github_request(&Method::GET, path, status, started.elapsed());
-            let failure = match outcome {
-                Ok(Ok(answer))
-                    if answer.status.is_success() || answer.status == StatusCode::NOT_MODIFIED =>
-                {
-                    return Ok(answer);
-                }
-                Ok(Ok(answer)) => {
-                    if let Some(limited) = answer.rate_limited() {
-                        return Err(limited);
-                    }
-                    let error = status_error(&Method::GET, path, &answer);
-                    if !answer.status.is_server_error() {
-                        return Err(error);
-                    }
-                    error
-                }
-                Ok(Err(cause)) => GitHubError::Unreachable {
-                    method: Method::GET,
-                    path: path.to_owned(),
-                    attempts: retry + 1,
-                    cause,
-                },
-                Err(_elapsed) => GitHubError::Unreachable {
-                    method: Method::GET,
-                    path: path.to_owned(),
-                    attempts: retry + 1,
-                    cause: format!("no answer within {:?}", self.policy.timeout),
-                },
-            };
-            retry += 1;
-            if retry >= self.policy.attempts {
-                return Err(failure);
-            }
-            tokio::time::sleep(self.policy.backoff(retry - 1)).await;
-        }
+/// The error a refusing answer to `method path` means: `Ok` when a later
+/// attempt may succeed (5xx), `Err` when it is final (a rate limit, which
+/// pauses the whole installation, or any other answer).
+fn retryable(method: &Method, path: &str, answer: &Answer) -> Result<GitHubError, GitHubError> {
+    if let Some(limited) = answer.rate_limited() {
+        return Err(limited);
+    }
+    let error = status_error(method, path, answer);
+    if answer.status.is_server_error() {
+        Ok(error)
+    } else {
+        Err(error)
     }
 }
 
 fn request_status<E>(outcome: &Result<Attempt, E>) -> crate::metrics::RequestStatus {
     use crate::metrics::RequestStatus;
     match outcome {
-        Ok(Attempt::Answer(answer)) => RequestStatus::Answered(answer.status.as_u16()),
-        Ok(Attempt::TokenAnswer { status, .. }) => RequestStatus::Answered(status.as_u16()),
-        Ok(Attempt::Failed(_)) => RequestStatus::Unreachable,
+        Ok(Attempt::Answer(answer))
+        | Ok(Attempt::NoCredential(AuthFailure::Refused { answer, .. })) => {
+            RequestStatus::Answered(answer.status.as_u16())
+        }
+        Ok(Attempt::NoCredential(AuthFailure::Failed(_)) | Attempt::Failed(_)) => {
+            RequestStatus::Unreachable
+        }
         Err(_) => RequestStatus::Timeout,
     }
 }
@@ -806,12 +740,6 @@ fn status_error(method: &Method, path: &str, answer: &Answer) -> GitHubError {
         accepted_permissions: header_str(&answer.headers, "x-accepted-github-permissions")
             .map(str::to_owned),
     }
-}
-
-fn request_id_of(headers: &HeaderMap) -> String {
-    header_str(headers, "x-github-request-id")
-        .unwrap_or("-")
-        .to_owned()
 }
 
 /// Where a 3xx answer sends us, as a path and query for octocrab (which

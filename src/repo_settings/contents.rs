@@ -53,6 +53,8 @@ impl SettingsSource for ContentsSource {
         let url = format!("/repos/{}/contents/{}", repo.0, encode_path(path));
         let answer = match self.http.get_conditional(&url, &headers).await {
             Ok(answer) => answer,
+            // Without a token nothing is known of the file.
+            Err(error) if error.refused_the_token() => return Fetched::Unavailable(error),
             Err(GitHubError::Status { status: 404, .. }) => return Fetched::Missing,
             Err(GitHubError::Status { status: 403, .. }) => return Fetched::Forbidden,
             Err(error) => return Fetched::Unavailable(error),

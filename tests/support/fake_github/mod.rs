@@ -1038,6 +1038,12 @@ impl FakeGitHub {
         self.shared.model().suspend_installation(installation_id);
     }
 
+    /// Lifts a suspension: tokens can be minted again (those revoked by
+    /// the suspension stay revoked, as on GitHub).
+    pub fn unsuspend_installation(&self, installation_id: u64) {
+        self.shared.model().unsuspend_installation(installation_id);
+    }
+
     /// Deletes an account: wherever it authored something, API answers and
     /// webhook payloads show `"user": null`.
     pub fn delete_user(&self, login: &str) {

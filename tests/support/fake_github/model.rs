@@ -483,6 +483,10 @@ impl Model {
             .remove(permission);
     }
 
+    pub(super) fn unsuspend_installation(&mut self, installation_id: u64) {
+        self.suspended.remove(&installation_id);
+    }
+
     pub(super) fn suspend_installation(&mut self, installation_id: u64) {
         self.suspended.insert(installation_id);
         for token in self
