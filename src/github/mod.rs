@@ -4,10 +4,12 @@
 //! renews one token per installation: see [`auth`]) and hands out
 //! [`InstallationClient`]s that expose just the bot's operations. Every
 //! request has an explicit timeout; 5xx answers, connection errors and
-//! timeouts are retried a few times with short backoff (the worker retries the whole item for much longer); rate-limit
-//! answers are returned as [`GitHubError::RateLimited`] so that the caller
-//! pauses the whole installation, not one request; answers that will not
-//! get better say why ([`GitHubError::refusal`]).
+//! timeouts are retried a few times with short backoff (the worker
+//! retries the whole item for much longer); rate-limit answers are
+//! returned as [`GitHubError::RateLimited`] so that the caller pauses the
+//! whole installation, not one request; answers that will not get better
+//! say why ([`GitHubError::refusal`]). A refused installation token is
+//! reported as GitHub's answer to the token request.
 //!
 //! Requests carry exactly one `User-Agent`, octocrab's: its builder always
 //! sets one and appends, rather than replaces, any added with
