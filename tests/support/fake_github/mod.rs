@@ -1038,8 +1038,10 @@ impl FakeGitHub {
         self.shared.model().suspend_installation(installation_id);
     }
 
-    /// Lifts a suspension: tokens can be minted again (those revoked by
-    /// the suspension stay revoked, as on GitHub).
+    /// Lifts a suspension: tokens can be minted again. GitHub documents
+    /// only that the suspension is removed, not whether tokens that the
+    /// suspension stopped work again; here they stay revoked, the
+    /// stricter reading.
     pub fn unsuspend_installation(&self, installation_id: u64) {
         self.shared.model().unsuspend_installation(installation_id);
     }
