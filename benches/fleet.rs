@@ -249,7 +249,8 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     if let Some(postgres) = &postgres {
         rows.extend(report::postgres_ack_rows(postgres));
     }
-    println!("\n{}", report::markdown(&rows));
+    println!("\n{}\n", procfs::machine_line());
+    println!("{}", report::markdown(&rows));
     println!("{}", report::target_summary(&rows));
     print_details(&runs);
     let failed = report::any_failed(&rows);

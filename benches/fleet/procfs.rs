@@ -106,3 +106,28 @@ fn ticks_per_second() -> f64 {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
+
+/// The machine the figures come from, in one line: its CPU model as
+/// `/proc/cpuinfo` names it, how many CPUs the benchmark may use and the
+/// kernel. The same build can measure twice as fast on another CPU, so a
+/// table is compared only with tables of the same machine.
+pub fn machine_line() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| cpu_model(&info))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(
+        |_| "unknown".to_owned(),
+        |release| release.trim().to_owned(),
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    format!("Machine: CPU `{model}`, {cpus} CPUs, kernel {kernel}")
+}
+
+/// The first `model name` of a `/proc/cpuinfo`.
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "model name").then(|| value.trim().to_owned())
+    })
+}
