@@ -500,7 +500,7 @@ impl NoiseMeter {
             wall: self.started.elapsed(),
             others_cpu: machine.saturating_sub(ours),
             stolen: now.stolen.saturating_sub(self.machine.stolen),
-            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            cores: procfs::usable_cpus(),
         })
     }
 }

@@ -120,8 +120,15 @@ pub fn machine_line() -> String {
         |_| "unknown".to_owned(),
         |release| release.trim().to_owned(),
     );
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    format!("Machine: CPU `{model}`, {cpus} CPUs, kernel {kernel}")
+    format!(
+        "Machine: CPU `{model}`, {} CPUs, kernel {kernel}",
+        usable_cpus()
+    )
+}
+
+/// How many CPUs this process may run on (at least 1).
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The first `model name` of a `/proc/cpuinfo`.
