@@ -2,6 +2,7 @@
 //! then stop accepting, answer every connection already accepted, and drain
 //! the queued checks within the configured time.
 
+mod accept;
 mod connections;
 
 pub use connections::{
@@ -230,7 +231,7 @@ pub async fn run(
         })
     };
     let limits = bot.state.config.limits;
-    connections::serve(listener, router, limits, rejections, stop_accepting).await;
+    let served = connections::serve(listener, router, limits, rejections, stop_accepting).await;
     summaries.abort();
     stop_worker.cancel();
     if let Some(worker) = worker {
@@ -244,7 +245,8 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("metrics task: {e}"))??;
     }
-    Ok(())
+    // The queue is drained first: what was accepted is not lost.
+    served.map_err(|e| anyhow::anyhow!("accepting connections: {e}"))
 }
 
 async fn info_page(State(state): State<AppState>) -> Html<String> {
