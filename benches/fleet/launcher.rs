@@ -329,6 +329,11 @@ impl Fleet {
         self.pids().into_iter().map(procfs::cpu_time).sum()
     }
 
+    /// How many times the workers' threads went to sleep so far, together.
+    pub fn sleeps(&self) -> anyhow::Result<u64> {
+        self.pids().into_iter().map(procfs::sleeps).sum()
+    }
+
     /// SIGTERM to every worker at once, then waits for each (SIGKILL after
     /// [`STOP_PATIENCE`]).
     pub async fn stop(mut self) -> Vec<StopReport> {

@@ -48,6 +48,33 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     cpu_time_from_stat(&stat).with_context(|| format!("unreadable {path}: {stat:?}"))
 }
 
+/// How many times the threads of a process went to sleep of their own
+/// accord (`voluntary_ctxt_switches`, over every thread now alive): each
+/// is one wake-up after it.
+pub fn sleeps(pid: u32) -> anyhow::Result<u64> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
+        let path = task
+            .with_context(|| format!("reading {tasks}"))?
+            .path()
+            .join("status");
+        // A thread that ended meanwhile took its count with it.
+        let Ok(status) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let count = status
+            .lines()
+            .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|count| count.trim().parse::<u64>().ok())
+            .with_context(|| {
+                format!("no readable voluntary_ctxt_switches in {}", path.display())
+            })?;
+        total += count;
+    }
+    Ok(total)
+}
+
 /// What `/proc/stat`'s first line (all cores) says so far: the CPU time
 /// all processes used (user, nice and system, which is what the processes'
 /// own utime and stime add up to; interrupt time is left out), to tell how

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::FleetRun;
 use crate::launcher::{Memory, StatusFigures, StopReport};
-use crate::scenarios::{AckRounds, BurstOutcome, GitHubRequests, IngestKind, IngestOutcome};
+use crate::scenarios::{
+    AckRounds, BurstOutcome, GitHubRequests, IngestKind, IngestOutcome, OneAtATimeOutcome,
+};
 use crate::verify::Verification;
 
 /// The targets the figures are held to.
@@ -364,7 +366,7 @@ pub fn percentile(samples: &[Duration], fraction: f64) -> Option<Duration> {
 }
 
 fn ingest_rows(run: &FleetRun) -> Vec<Row> {
-    let mut rows = Vec::new();
+    let mut rows = vec![one_at_a_time_row(run.workers, &run.one_at_a_time)];
     for ingest in &run.ingest {
         rows.push(ingest_row(run.workers, ingest));
         let github = &ingest.github_during_load;
@@ -388,6 +390,27 @@ fn ingest_rows(run: &FleetRun) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// What a connection costs the fleet when deliveries come one at a time,
+/// as GitHub sends them: every idle worker waits on the shared socket.
+fn one_at_a_time_row(workers: usize, run: &OneAtATimeOutcome) -> Row {
+    let answered = run.latencies.len().max(1) as f64;
+    Row {
+        figure: "5. Ingest, ignored, one at a time (a fresh connection each)".to_owned(),
+        workers,
+        measured: format!(
+            "{:.0}/s ({} in {:.1} s); workers' CPU {:.0} µs/webhook, {:.1} wake-ups/webhook; {}",
+            run.latencies.len() as f64 / run.elapsed.as_secs_f64(),
+            run.latencies.len(),
+            run.elapsed.as_secs_f64(),
+            run.worker_cpu.as_secs_f64() * 1e6 / answered,
+            run.worker_sleeps as f64 / answered,
+            latency_summary(&run.latencies),
+        ),
+        reference: "no target: what waiting on one socket costs".to_owned(),
+        verdict: Verdict::Info,
+    }
 }
 
 fn ingest_row(workers: usize, ingest: &IngestOutcome) -> Row {
@@ -642,6 +665,7 @@ fn verification_rows(run: &FleetRun) -> Vec<Row> {
     for ingest in &run.ingest {
         rows.push(ingest_answers_row(run.workers, ingest));
     }
+    rows.push(one_at_a_time_answers_row(run.workers, &run.one_at_a_time));
     let problems: usize = run
         .logged_problems
         .iter()
@@ -672,6 +696,21 @@ fn verification_rows(run: &FleetRun) -> Vec<Row> {
         verdict: Verdict::Info,
     });
     rows
+}
+
+/// Every delivery sent one at a time must get its 200.
+fn one_at_a_time_answers_row(workers: usize, run: &OneAtATimeOutcome) -> Row {
+    Row {
+        figure: "Ingest answers, one at a time".to_owned(),
+        workers,
+        measured: format!(
+            "{} of {} answered 2xx",
+            run.sent as u64 - run.failures,
+            run.sent
+        ),
+        reference: "200 \"ignored\"".to_owned(),
+        verdict: Verdict::check(run.failures == 0),
+    }
 }
 
 /// Every ingest delivery must get the answer its kind calls for, with no

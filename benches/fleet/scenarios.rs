@@ -671,6 +671,64 @@ impl IngestOutcome {
     }
 }
 
+/// Figure 5, one at a time: ignored deliveries sent as GitHub sends them,
+/// one after another, each on a connection of its own.
+#[derive(Debug)]
+pub struct OneAtATimeOutcome {
+    pub sent: usize,
+    pub elapsed: Duration,
+    /// Answers other than 2xx, and deliveries that got no answer.
+    pub failures: u64,
+    /// From the connect until the whole answer was read.
+    pub latencies: Vec<Duration>,
+    pub worker_cpu: Duration,
+    /// Times the workers' threads went to sleep, together: with every
+    /// worker waiting on the shared socket, what each connection wakes.
+    pub worker_sleeps: u64,
+}
+
+/// Sends `count` ignored deliveries one at a time, each on a fresh
+/// connection closed after its answer.
+pub async fn one_at_a_time(
+    bench: &Bench<'_>,
+    plan: &Plan,
+    count: usize,
+) -> anyhow::Result<OneAtATimeOutcome> {
+    plan.create_pulls(bench.fake);
+    let pool: Vec<SignedDelivery> = plan
+        .pulls
+        .iter()
+        .map(|pull| bench.sign(&IngestKind::Ignored.webhook(bench.fake, pull)))
+        .collect();
+    let worker_cpu_before = bench.fleet.cpu_time()?;
+    let worker_sleeps_before = bench.fleet.sleeps()?;
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(count);
+    let mut failures = 0;
+    for sequence in 0..count {
+        let delivery = &pool[sequence % pool.len()];
+        let delivery_id = format!("one-at-a-time-{sequence}");
+        let sent = Instant::now();
+        let answer = match Connection::open(bench.address()).await {
+            Ok(mut connection) => connection.send(delivery, &delivery_id).await,
+            Err(error) => Err(error),
+        };
+        match answer {
+            Ok(answer) if answer.is_success() => latencies.push(sent.elapsed()),
+            _ => failures += 1,
+        }
+    }
+    let elapsed = started.elapsed();
+    Ok(OneAtATimeOutcome {
+        sent: count,
+        elapsed,
+        failures,
+        latencies,
+        worker_cpu: bench.fleet.cpu_time()?.saturating_sub(worker_cpu_before),
+        worker_sleeps: bench.fleet.sleeps()?.saturating_sub(worker_sleeps_before),
+    })
+}
+
 /// What one load-generating connection saw.
 #[derive(Default)]
 struct ConnectionTally {
