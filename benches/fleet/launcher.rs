@@ -7,6 +7,7 @@
 //! apart by their credentials) lets the benchmark attribute every
 //! notification to its worker without `SCM_CREDENTIALS` plumbing.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
@@ -329,9 +330,13 @@ impl Fleet {
         self.pids().into_iter().map(procfs::cpu_time).sum()
     }
 
-    /// How many times the workers' threads went to sleep so far, together.
-    pub fn sleeps(&self) -> anyhow::Result<u64> {
-        self.pids().into_iter().map(procfs::sleeps).sum()
+    /// Every thread of every worker, with what it has done so far.
+    pub fn threads(&self) -> anyhow::Result<BTreeMap<u32, procfs::ThreadTimes>> {
+        let mut threads = BTreeMap::new();
+        for pid in self.pids() {
+            threads.extend(procfs::threads(pid)?);
+        }
+        Ok(threads)
     }
 
     /// SIGTERM to every worker at once, then waits for each (SIGKILL after

@@ -2,6 +2,7 @@
 //! from `/proc` so the figures are the ones an operator would see, not what
 //! the process reports about itself.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -48,31 +49,69 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     cpu_time_from_stat(&stat).with_context(|| format!("unreadable {path}: {stat:?}"))
 }
 
-/// How many times the threads of a process went to sleep of their own
-/// accord (`voluntary_ctxt_switches`, over every thread now alive): each
-/// is one wake-up after it.
-pub fn sleeps(pid: u32) -> anyhow::Result<u64> {
+/// What each thread of a process has done so far, by thread id: its run
+/// time (`schedstat`, in nanoseconds, exact where `stat`'s CPU time is
+/// sampled at the clock tick and misses short wake-ups) and how many times
+/// it went to sleep of its own accord (`voluntary_ctxt_switches`: each is
+/// one wake-up after it).
+pub fn threads(pid: u32) -> anyhow::Result<BTreeMap<u32, ThreadTimes>> {
     let tasks = format!("/proc/{pid}/task");
-    let mut total = 0;
+    let mut threads = BTreeMap::new();
     for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
-        let path = task
-            .with_context(|| format!("reading {tasks}"))?
-            .path()
-            .join("status");
-        // A thread that ended meanwhile took its count with it.
-        let Ok(status) = std::fs::read_to_string(&path) else {
+        let task = task.with_context(|| format!("reading {tasks}"))?.path();
+        let Some(id) = task.file_name().and_then(|id| id.to_str()?.parse().ok()) else {
             continue;
         };
-        let count = status
+        // A thread that ended meanwhile is left out.
+        let (Ok(schedstat), Ok(status)) = (
+            std::fs::read_to_string(task.join("schedstat")),
+            std::fs::read_to_string(task.join("status")),
+        ) else {
+            continue;
+        };
+        let run_ns: u64 = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .with_context(|| format!("unreadable {}/schedstat: {schedstat:?}", task.display()))?;
+        let sleeps = status
             .lines()
             .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|count| count.trim().parse::<u64>().ok())
-            .with_context(|| {
-                format!("no readable voluntary_ctxt_switches in {}", path.display())
-            })?;
-        total += count;
+            .and_then(|count| count.trim().parse().ok())
+            .with_context(|| format!("no voluntary_ctxt_switches in {}/status", task.display()))?;
+        threads.insert(
+            id,
+            ThreadTimes {
+                run: Duration::from_nanos(run_ns),
+                sleeps,
+            },
+        );
     }
-    Ok(total)
+    Ok(threads)
+}
+
+/// See [`threads`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadTimes {
+    pub run: Duration,
+    pub sleeps: u64,
+}
+
+/// What the threads alive at `after` did since `before` (a thread that
+/// started in between counts from its start; one that ended is lost).
+pub fn threads_since(
+    before: &BTreeMap<u32, ThreadTimes>,
+    after: &BTreeMap<u32, ThreadTimes>,
+) -> ThreadTimes {
+    after
+        .iter()
+        .fold(ThreadTimes::default(), |total, (id, now)| {
+            let then = before.get(id).copied().unwrap_or_default();
+            ThreadTimes {
+                run: total.run + now.run.saturating_sub(then.run),
+                sleeps: total.sleeps + now.sleeps.saturating_sub(then.sleeps),
+            }
+        })
 }
 
 /// What `/proc/stat`'s first line (all cores) says so far: the CPU time

@@ -681,6 +681,8 @@ pub struct OneAtATimeOutcome {
     pub failures: u64,
     /// From the connect until the whole answer was read.
     pub latencies: Vec<Duration>,
+    /// The run time of the workers' threads, together (exact: wake-ups
+    /// too short for `stat`'s clock-tick sampling count in full).
     pub worker_cpu: Duration,
     /// Times the workers' threads went to sleep, together: with every
     /// worker waiting on the shared socket, what each connection wakes.
@@ -700,8 +702,7 @@ pub async fn one_at_a_time(
         .iter()
         .map(|pull| bench.sign(&IngestKind::Ignored.webhook(bench.fake, pull)))
         .collect();
-    let worker_cpu_before = bench.fleet.cpu_time()?;
-    let worker_sleeps_before = bench.fleet.sleeps()?;
+    let threads_before = bench.fleet.threads()?;
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(count);
     let mut failures = 0;
@@ -719,13 +720,14 @@ pub async fn one_at_a_time(
         }
     }
     let elapsed = started.elapsed();
+    let workers = crate::procfs::threads_since(&threads_before, &bench.fleet.threads()?);
     Ok(OneAtATimeOutcome {
         sent: count,
         elapsed,
         failures,
         latencies,
-        worker_cpu: bench.fleet.cpu_time()?.saturating_sub(worker_cpu_before),
-        worker_sleeps: bench.fleet.sleeps()?.saturating_sub(worker_sleeps_before),
+        worker_cpu: workers.run,
+        worker_sleeps: workers.sleeps,
     })
 }
 
