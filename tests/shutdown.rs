@@ -5,10 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::bot::{APP_ID, Options, PATIENCE, PUBLIC_KEY, SECRET, TestBot};
-use support::fake_github::{FakeGitHub, PullRequest};
+use support::bot::{PATIENCE, SECRET, TestBot};
+use support::fake_github::PullRequest;
 use support::webhooks;
-use task_list_bot::server::{self, Bot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -209,31 +208,4 @@ async fn stop_seen(probe: &mut tokio::net::TcpStream) {
         .await
         .expect("the stopping worker closes idle connections");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-}
-
-#[tokio::test]
-async fn a_server_dropped_unfinished_closes_its_listener() {
-    let github = FakeGitHub::start(APP_ID, PUBLIC_KEY.as_bytes()).await;
-    let bot = Bot::new(TestBot::config_for(&github, &Options::default())).expect("bot builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = tokio::spawn(server::run(listener, bot, std::future::pending()));
-    let mut probe = tokio::net::TcpStream::connect(address).await.unwrap();
-    probe
-        .write_all(b"GET /ping HTTP/1.1\r\nhost: bot\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buffer = [0u8; 256];
-    let read = tokio::time::timeout(PATIENCE, probe.read(&mut buffer)).await;
-    assert!(matches!(read, Ok(Ok(n)) if n > 0), "{read:?}");
-    // Aborted, as when its runtime goes away: nothing keeps accepting on
-    // the port.
-    server.abort();
-    tokio::time::timeout(PATIENCE, async {
-        while tokio::net::TcpStream::connect(address).await.is_ok() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the port refuses connections once the server is gone");
 }

@@ -35,14 +35,12 @@ use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Handle;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use super::accept::{Interrupt, SharedListener};
 use crate::config::ServerLimits;
 use crate::webhook::{Refused, RejectionLog};
 
@@ -74,139 +72,54 @@ pub struct ReceiveDeadline(pub Instant);
 
 /// Accepts connections until `stop` fires, then gives the connections in
 /// hand their grace as described above and returns once all are closed.
-/// Fails when the listener cannot be waited on, or when accepting ends
-/// before `stop` (after closing the connections in hand the same way).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServerLimits,
     rejections: Arc<RejectionLog>,
     stop: CancellationToken,
-) -> io::Result<()> {
-    let listener = SharedListener::new(listener.into_std()?)?;
-    let interrupt = listener.interrupt();
-    // However this ends, even dropped unfinished, the thread stops.
-    let _stop_thread = StopOnDrop {
-        stop: stop.clone(),
-        interrupt: Arc::clone(&interrupt),
-    };
+) {
     let connections = TaskTracker::new();
-    let (ended, mut accepting_ended) = oneshot::channel();
-    let accepting = Accepting {
-        listener,
-        slots: Arc::new(Semaphore::new(limits.max_connections)),
-        runtime: Handle::current(),
-        connections: connections.clone(),
-        router,
-        limits,
-        rejections,
-        stop: stop.clone(),
-        _ended: ended,
-    };
-    std::thread::Builder::new()
-        .name("accept".into())
-        .spawn(move || accepting.run())?;
-    let outcome = tokio::select! {
-        _ = stop.cancelled() => Ok(()),
-        _ = &mut accepting_ended => {
-            stop.cancel();
-            Err(io::Error::other("the thread accepting connections ended"))
-        }
-    };
-    interrupt.raise();
-    // Connections it accepted before it saw the interrupt are served too.
-    let _ = accepting_ended.await;
-    // The listening socket stays open (systemd and the other workers own it
-    // too); this worker only stops taking connections from it.
-    connections.close();
-    connections.wait().await;
-    outcome
-}
-
-/// Stops the accepting thread, whether it waits for a connection or for a
-/// slot.
-struct StopOnDrop {
-    stop: CancellationToken,
-    interrupt: Arc<Interrupt>,
-}
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.interrupt.raise();
-        self.stop.cancel();
-    }
-}
-
-/// The thread that takes connections and hands each to the runtime.
-struct Accepting {
-    listener: SharedListener,
-    slots: Arc<Semaphore>,
-    runtime: Handle,
-    connections: TaskTracker,
-    router: Router,
-    limits: ServerLimits,
-    rejections: Arc<RejectionLog>,
-    stop: CancellationToken,
-    /// Dropped when the thread ends, however it ends.
-    _ended: oneshot::Sender<()>,
-}
-
-impl Accepting {
-    fn run(self) {
-        while let Some(slot) = self.slot() {
-            // The stop may come a moment before the interrupt: a stopping
-            // worker takes no connection the others could serve.
-            let stream = match self.listener.accept(|| self.stop.is_cancelled()) {
-                Ok(Some(stream)) => stream,
-                Ok(None) => return,
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Full: leave new connections in the shared socket's backlog
+                // for the other workers until one of ours closes.
+                rejections.refused(Refused::ConnectionCap, None);
+                tokio::select! {
+                    slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = stop.cancelled() => break,
+                }
+            }
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
                 Err(error) => {
                     // Out of file descriptors and the like: back off briefly
                     // rather than spin; the other workers keep accepting.
                     tracing::warn!(%error, "accept failed");
-                    self.listener.pause(Duration::from_millis(50));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
-            };
-            let connection = Connection {
-                router: self.router.clone(),
-                limits: self.limits,
-                rejections: Arc::clone(&self.rejections),
-                stop: self.stop.clone(),
-                _slot: slot,
-            };
-            self.connections.spawn_on(
-                async move {
-                    match stream
-                        .set_nonblocking(true)
-                        .and_then(|()| TcpStream::from_std(stream))
-                    {
-                        Ok(stream) => connection.serve(stream).await,
-                        Err(error) => tracing::warn!(%error, "cannot serve an accepted connection"),
-                    }
-                },
-                &self.runtime,
-            );
-        }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let connection = Connection {
+            router: router.clone(),
+            limits,
+            rejections: Arc::clone(&rejections),
+            stop: stop.clone(),
+            _slot: slot,
+        };
+        connections.spawn(connection.serve(stream));
     }
-
-    /// A connection slot, waited for when all are taken; `None` once
-    /// stopping.
-    fn slot(&self) -> Option<OwnedSemaphorePermit> {
-        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
-            return Some(slot);
-        }
-        // Full: leave new connections in the shared socket's backlog for
-        // the other workers until one of ours closes.
-        self.rejections.refused(Refused::ConnectionCap, None);
-        let slots = Arc::clone(&self.slots);
-        let stop = self.stop.clone();
-        self.runtime.block_on(async move {
-            tokio::select! {
-                slot = slots.acquire_owned() => Some(slot.expect("the semaphore is never closed")),
-                _ = stop.cancelled() => None,
-            }
-        })
-    }
+    // The listening socket stays open (systemd and the other workers own it
+    // too); this worker only stops taking connections from it.
+    connections.close();
+    connections.wait().await;
 }
 
 /// Raises the soft limit of open files to the hard limit, and checks that

@@ -2,7 +2,6 @@
 //! then stop accepting, answer every connection already accepted, and drain
 //! the queued checks within the configured time.
 
-mod accept;
 mod connections;
 
 pub use connections::{
@@ -231,7 +230,7 @@ pub async fn run(
         })
     };
     let limits = bot.state.config.limits;
-    let served = connections::serve(listener, router, limits, rejections, stop_accepting).await;
+    connections::serve(listener, router, limits, rejections, stop_accepting).await;
     summaries.abort();
     stop_worker.cancel();
     if let Some(worker) = worker {
@@ -245,8 +244,7 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("metrics task: {e}"))??;
     }
-    // The queue is drained first: what was accepted is not lost.
-    served.map_err(|e| anyhow::anyhow!("accepting connections: {e}"))
+    Ok(())
 }
 
 async fn info_page(State(state): State<AppState>) -> Html<String> {
