@@ -636,6 +636,16 @@ impl IngestKind {
     }
 }
 
+/// The plan's pull requests, created in the fake, and one signed delivery
+/// of `kind` for each.
+fn signed_pool(bench: &Bench<'_>, plan: &Plan, kind: IngestKind) -> Vec<SignedDelivery> {
+    plan.create_pulls(bench.fake);
+    plan.pulls
+        .iter()
+        .map(|pull| bench.sign(&kind.webhook(bench.fake, pull)))
+        .collect()
+}
+
 /// Figure 5.
 #[derive(Debug)]
 pub struct IngestOutcome {
@@ -677,9 +687,7 @@ impl IngestOutcome {
 pub struct OneAtATimeOutcome {
     pub sent: usize,
     pub elapsed: Duration,
-    /// Answers other than 2xx, and deliveries that got no answer.
-    pub failures: u64,
-    /// From the connect until the whole answer was read.
+    /// Of each 2xx answer, from the connect until the whole answer was read.
     pub latencies: Vec<Duration>,
     /// The run time of the workers' threads, together (exact: wake-ups
     /// too short for `stat`'s clock-tick sampling count in full).
@@ -689,6 +697,13 @@ pub struct OneAtATimeOutcome {
     pub worker_sleeps: u64,
 }
 
+impl OneAtATimeOutcome {
+    /// Answers other than 2xx, and deliveries that got no answer.
+    pub fn failures(&self) -> usize {
+        self.sent - self.latencies.len()
+    }
+}
+
 /// Sends `count` ignored deliveries one at a time, each on a fresh
 /// connection closed after its answer.
 pub async fn one_at_a_time(
@@ -696,16 +711,10 @@ pub async fn one_at_a_time(
     plan: &Plan,
     count: usize,
 ) -> anyhow::Result<OneAtATimeOutcome> {
-    plan.create_pulls(bench.fake);
-    let pool: Vec<SignedDelivery> = plan
-        .pulls
-        .iter()
-        .map(|pull| bench.sign(&IngestKind::Ignored.webhook(bench.fake, pull)))
-        .collect();
+    let pool = signed_pool(bench, plan, IngestKind::Ignored);
     let threads_before = bench.fleet.threads()?;
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(count);
-    let mut failures = 0;
     for sequence in 0..count {
         let delivery = &pool[sequence % pool.len()];
         let delivery_id = format!("one-at-a-time-{sequence}");
@@ -714,9 +723,8 @@ pub async fn one_at_a_time(
             Ok(mut connection) => connection.send(delivery, &delivery_id).await,
             Err(error) => Err(error),
         };
-        match answer {
-            Ok(answer) if answer.is_success() => latencies.push(sent.elapsed()),
-            _ => failures += 1,
+        if answer.is_ok_and(|answer| answer.is_success()) {
+            latencies.push(sent.elapsed());
         }
     }
     let elapsed = started.elapsed();
@@ -724,7 +732,6 @@ pub async fn one_at_a_time(
     Ok(OneAtATimeOutcome {
         sent: count,
         elapsed,
-        failures,
         latencies,
         worker_cpu: workers.run,
         worker_sleeps: workers.sleeps,
@@ -748,12 +755,7 @@ pub async fn ingest(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<IngestOutcome> {
-    plan.create_pulls(bench.fake);
-    let pool: Vec<SignedDelivery> = plan
-        .pulls
-        .iter()
-        .map(|pull| bench.sign(&kind.webhook(bench.fake, pull)))
-        .collect();
+    let pool = signed_pool(bench, plan, kind);
     let before = bench.fleet.figures();
     let worker_cpu_before = bench.fleet.cpu_time()?;
     let bench_cpu_before = crate::procfs::own_cpu_time()?;
