@@ -337,13 +337,28 @@ fn rounds_summary(rounds: &AckRounds) -> String {
             )
         })
         .collect();
-    format!(
+    let summary = format!(
         "{}; {} bursts of {}, slowest of each: {} ms",
         latency_summary(&rounds.all()),
         rounds.bursts.len(),
         rounds.bursts.first().map_or(0, Vec::len),
         slowest.join(" / ")
-    )
+    );
+    match worker_cpu_summary(&rounds.worker_cpu) {
+        Some(cpu) => format!("{summary}; {cpu}"),
+        None => summary,
+    }
+}
+
+/// The median and range of the workers' CPU per burst.
+fn worker_cpu_summary(per_burst: &[Duration]) -> Option<String> {
+    let ms = |p: f64| percentile(per_burst, p).map(|d| d.as_secs_f64() * 1e3);
+    Some(format!(
+        "workers' CPU per burst: median {:.1} ms ({:.1}–{:.1})",
+        ms(0.5)?,
+        ms(0.0)?,
+        ms(1.0)?
+    ))
 }
 
 fn latency_summary(latencies: &[Duration]) -> String {

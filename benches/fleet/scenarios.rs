@@ -140,6 +140,9 @@ pub struct BaselineOutcome {
 #[derive(Debug, Default)]
 pub struct AckRounds {
     pub bursts: Vec<Vec<Duration>>,
+    /// For each burst whose workers' threads could be read: their run time
+    /// from before its first connection to its last answer.
+    pub worker_cpu: Vec<Duration>,
 }
 
 impl AckRounds {
@@ -165,11 +168,12 @@ pub async fn ignored_burst(bench: &Bench<'_>, plan: &Plan, rounds: usize) -> Bas
             .iter()
             .map(|pull| bench.sign(&IngestKind::Ignored.webhook(bench.fake, pull)))
             .collect();
-        let answers = send_all_at_once(bench.address(), deliveries).await;
+        let (answers, worker_cpu) = send_burst(bench, deliveries).await;
         let mut acks = acknowledgements(&answers);
         accepted += acks.accepted;
         settle(bench, &before, accepted, &[], STATUS_LAG).await;
         outcome.ack_latencies.bursts.push(acks.latencies);
+        outcome.ack_latencies.worker_cpu.extend(worker_cpu);
         outcome.problems.append(&mut acks.problems);
     }
     outcome
@@ -205,7 +209,7 @@ pub async fn burst(bench: &Bench<'_>, plan: &Plan, rounds: usize) -> BurstOutcom
     let before = bench.fleet.figures();
 
     let first_send = Instant::now();
-    let answers = send_all_at_once(bench.address(), deliveries).await;
+    let (answers, worker_cpu) = send_burst(bench, deliveries).await;
     let Acknowledgements {
         latencies,
         mut accepted,
@@ -213,6 +217,7 @@ pub async fn burst(bench: &Bench<'_>, plan: &Plan, rounds: usize) -> BurstOutcom
     } = acknowledgements(&answers);
     let mut ack_latencies = AckRounds {
         bursts: vec![latencies],
+        worker_cpu: worker_cpu.into_iter().collect(),
     };
     let expected = plan.expected_unchanged();
     let mut idle_reached = settle(
@@ -228,11 +233,12 @@ pub async fn burst(bench: &Bench<'_>, plan: &Plan, rounds: usize) -> BurstOutcom
     let tokens = tokens_per_installation(bench.fake, &plan.installations);
     let per_worker = bench.fleet.figures_since(&before);
     for _ in 1..rounds {
-        let answers = send_all_at_once(bench.address(), opened()).await;
+        let (answers, worker_cpu) = send_burst(bench, opened()).await;
         let mut acks = acknowledgements(&answers);
         accepted += acks.accepted;
         problems.append(&mut acks.problems);
         ack_latencies.bursts.push(acks.latencies);
+        ack_latencies.worker_cpu.extend(worker_cpu);
         idle_reached &= settle(bench, &before, accepted, &expected, EXTRA_PATIENCE).await;
     }
     let mut verification = verify::exactly_one_each(bench.fake, &expected);
@@ -279,6 +285,23 @@ async fn settle(
 /// instant: the connections are opened first, then every request is
 /// written once all are open, so each latency is from the request written
 /// to its answer (GitHub's view of the acknowledgement), not the connect.
+/// [`send_all_at_once`] to the fleet, with what the burst cost the
+/// workers' threads from before its first connection to its last answer
+/// (`None` when a worker's threads could not be read). The fleet is quiet
+/// before a burst, so this is the burst's own CPU: the figure that tells
+/// two builds apart where the latencies of a few bursts are noise.
+async fn send_burst(
+    bench: &Bench<'_>,
+    deliveries: Vec<SignedDelivery>,
+) -> (Vec<anyhow::Result<Answer>>, Option<Duration>) {
+    let threads_before = bench.fleet.threads().ok();
+    let answers = send_all_at_once(bench.address(), deliveries).await;
+    let worker_cpu = threads_before
+        .zip(bench.fleet.threads().ok())
+        .map(|(before, after)| crate::procfs::threads_since(&before, &after).run);
+    (answers, worker_cpu)
+}
+
 async fn send_all_at_once(
     address: SocketAddr,
     deliveries: Vec<SignedDelivery>,
