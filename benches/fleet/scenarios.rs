@@ -288,8 +288,8 @@ async fn settle(
 /// [`send_all_at_once`] to the fleet, with what the burst cost the
 /// workers' threads from before its first connection to its last answer
 /// (`None` when a worker's threads could not be read). The fleet is quiet
-/// before a burst, so this is the burst's own CPU: the figure that tells
-/// two builds apart where the latencies of a few bursts are noise.
+/// before a burst, so this is the burst's own CPU, which the latencies of
+/// a few bursts do not show.
 async fn send_burst(
     bench: &Bench<'_>,
     deliveries: Vec<SignedDelivery>,
