@@ -281,10 +281,6 @@ async fn settle(
     idle && counted
 }
 
-/// Sends every delivery on its own connection, all written at the same
-/// instant: the connections are opened first, then every request is
-/// written once all are open, so each latency is from the request written
-/// to its answer (GitHub's view of the acknowledgement), not the connect.
 /// [`send_all_at_once`] to the fleet, with what the burst cost the
 /// workers' threads from before its first connection to its last answer
 /// (`None` when a worker's threads could not be read). The fleet is quiet
@@ -302,6 +298,10 @@ async fn send_burst(
     (answers, worker_cpu)
 }
 
+/// Sends every delivery on its own connection, all written at the same
+/// instant: the connections are opened first, then every request is
+/// written once all are open, so each latency is from the request written
+/// to its answer (GitHub's view of the acknowledgement), not the connect.
 async fn send_all_at_once(
     address: SocketAddr,
     deliveries: Vec<SignedDelivery>,

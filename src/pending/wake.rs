@@ -18,7 +18,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -150,32 +150,21 @@ impl Others {
     fn send_rounds(&self, outbox: &Outbox) {
         loop {
             {
-                let mut state = outbox.lock();
-                while !state.owed && !state.closing {
-                    state = outbox
-                        .changed
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
+                let mut state = outbox
+                    .changed
+                    .wait_while(outbox.lock(), |state| !state.owed && !state.closing)
+                    .unwrap_or_else(PoisonError::into_inner);
                 if !state.owed {
                     return;
                 }
                 state.owed = false;
             }
             self.wake_each();
-            let next_round = Instant::now() + COALESCE;
-            let mut state = outbox.lock();
-            while !state.closing {
-                let left = next_round.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                state = outbox
-                    .changed
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
+            // Holds the next round back, unless the waker is being dropped.
+            let _held_back = outbox
+                .changed
+                .wait_timeout_while(outbox.lock(), COALESCE, |state| !state.closing)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
@@ -212,6 +201,7 @@ impl Others {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     /// Another process's socket in the wake-up directory.
     struct Peer(UnixDatagram);
